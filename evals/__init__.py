@@ -1,0 +1,1 @@
+"""Evaluation layer and command line: benchmarks, judges, SynthCXR, ``raddiff`` CLI."""

@@ -1,0 +1,1 @@
+"""Graphs layer: the LangGraph state machine that wires the agent to its tools."""

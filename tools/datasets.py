@@ -1,0 +1,415 @@
+"""Loaders: RadDiff CSV, RadDiff JSONL pairs (RadDiffBench), MIMIC-CXR report layout, two image folders.
+
+Every loader returns a :class:`LoadedComparison`: a validated :class:`~tools.domain.Comparison` plus the
+inputs that were reported and skipped (a missing image in a 500-image group does not stop a run). Errors
+that make the comparison meaningless (missing file or folder, empty group, unknown column, a study in both
+groups) raise :class:`~tools.domain.InputError` with one line that names the thing and the problem.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.domain import Comparison, InputError, SkippedItem, Study, StudyMetadata, StudySet
+from tools.images import IMAGE_SUFFIXES, content_hash, is_image_path, load_image
+
+CSV_REQUIRED = ("path", "group_name")
+CSV_RESERVED = ("path", "group_name", "report", "report_path", "study_id")
+METADATA_ALIASES = {
+    "view_position": "view_position",
+    "viewposition": "view_position",
+    "view": "view_position",
+    "sex": "sex",
+    "gender": "sex",
+    "age": "age",
+    "anchor_age": "age",
+}
+MIMIC_IMAGE_RE = re.compile(r"(p\d{2})/(p\d+)/(s\d+)/[^/]+$")
+
+
+class LoadedComparison(BaseModel):
+    """A validated comparison and what was skipped or noticed while loading it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    comparison: Comparison
+    skipped: list[SkippedItem] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+
+class PairSpec(BaseModel):
+    """One line of a RadDiff JSONL pair file (RadDiffBench and SynthDiffBench use this format)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    set1: str
+    set2: str
+    set1_images: list[str] = Field(min_length=1)
+    set2_images: list[str] = Field(min_length=1)
+
+
+def _coerce_metadata(raw: dict[str, str]) -> StudyMetadata:
+    typed: dict[str, Any] = {}
+    extra: dict[str, str | float | int | bool | None] = {}
+    for key, value in raw.items():
+        if value is None or str(value).strip() == "":
+            continue
+        alias = METADATA_ALIASES.get(key.strip().lower())
+        if alias == "age":
+            try:
+                typed["age"] = float(value)
+            except ValueError:
+                raise InputError(f"column {key!r}: age {value!r} is not a number") from None
+        elif alias:
+            typed[alias] = str(value).strip()
+        else:
+            extra[key] = value
+    return StudyMetadata(**typed, extra=extra)
+
+
+def mimic_report_path(image_path: str | Path, reports_root: Path) -> Path | None:
+    """MIMIC-CXR layout: ``.../pXX/pXXXXXXXX/sXXXXXXXX/<dicom>.jpg`` -> ``<root>/files/pXX/pXXXXXXXX/sXXXXXXXX.txt``.
+
+    Returns the first existing candidate (``reports_root`` may point at the dataset or at its ``files/``),
+    or ``None`` when the image path is not in MIMIC layout or no report file exists.
+    """
+    match = MIMIC_IMAGE_RE.search(Path(image_path).as_posix())
+    if not match:
+        return None
+    rel = Path(match.group(1), match.group(2), match.group(3) + ".txt")
+    for candidate in (reports_root / "files" / rel, reports_root / rel):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read report ({exc.strerror or exc})") from None
+
+
+def _resolve_image(raw: str, roots: list[Path]) -> Path:
+    path = Path(raw)
+    if path.is_absolute():
+        return path
+    for root in roots:
+        for candidate in (root / path, root / "files" / path):
+            if candidate.exists():
+                return candidate
+    return (roots[0] / path) if roots else path
+
+
+def _check_image(path: Path, decode: bool) -> str | None:
+    """Return a one-line problem for the image at ``path``, or ``None`` when it is usable."""
+    if not path.exists():
+        return f"{path}: file not found"
+    if not is_image_path(path) and not decode:
+        return f"{path}: not an image file (expected {', '.join(sorted(IMAGE_SUFFIXES))})"
+    if decode:
+        try:
+            load_image(path)
+        except InputError as exc:
+            return str(exc)
+    return None
+
+
+def _finalise(
+    set_a: StudySet, set_b: StudySet, skipped: list[SkippedItem], warnings: list[str], question: str = ""
+) -> LoadedComparison:
+    for group in (set_a, set_b):
+        if not group.studies:
+            lost = sum(1 for s in skipped if s.item.startswith(f"[{group.name}]"))
+            extra = f" ({lost} inputs skipped; first: {skipped[0].reason})" if lost and skipped else ""
+            raise InputError(f"group {group.name!r}: empty group (no usable studies){extra}")
+    return LoadedComparison(
+        comparison=Comparison(set_a=set_a, set_b=set_b, question=question), skipped=skipped, warnings=warnings
+    )
+
+
+def load_csv(
+    csv_path: Path | str,
+    *,
+    image_root: Path | None = None,
+    reports_root: Path | None = None,
+    group_a: str | None = None,
+    group_b: str | None = None,
+    metadata_columns: list[str] | None = None,
+    decode_images: bool = False,
+) -> LoadedComparison:
+    """Load RadDiff's CSV format: columns ``path`` and ``group_name`` (+ ``report``/``report_path``/``study_id``).
+
+    Other columns are kept as study metadata (or only ``metadata_columns`` when given; naming a column the
+    file lacks is an error). With more than two groups in the file, ``group_a`` and ``group_b`` choose two.
+    Relative image paths resolve against ``image_root`` (default: the CSV's folder).
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise InputError(f"{csv_path}: CSV file not found")
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            rows = [{(k or "").strip(): (v or "") for k, v in row.items()} for row in reader]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{csv_path}: not a readable CSV file ({exc})") from None
+    missing = [c for c in CSV_REQUIRED if c not in columns]
+    if missing:
+        raise InputError(f"{csv_path}: missing column {missing[0]!r} (columns present: {', '.join(columns) or 'none'})")
+    meta_cols = [c for c in columns if c not in CSV_RESERVED]
+    if metadata_columns is not None:
+        unknown = [c for c in metadata_columns if c not in columns]
+        if unknown:
+            raise InputError(f"{csv_path}: unknown column {unknown[0]!r} (columns present: {', '.join(columns)})")
+        meta_cols = list(metadata_columns)
+    groups_in_file = list(dict.fromkeys(r["group_name"].strip() for r in rows if r["group_name"].strip()))
+    if group_a is None and group_b is None:
+        if len(groups_in_file) != 2:
+            raise InputError(
+                f"{csv_path}: column 'group_name' has {len(groups_in_file)} groups "
+                f"({', '.join(groups_in_file[:5]) or 'none'}); choose two with group_a/group_b"
+            )
+        group_a, group_b = groups_in_file
+    for chosen in (group_a, group_b):
+        if chosen not in groups_in_file:
+            raise InputError(f"{csv_path}: group {chosen!r} not found in column 'group_name'")
+    assert group_a is not None and group_b is not None
+    roots = [image_root] if image_root else [csv_path.parent]
+    report_roots = [reports_root] if reports_root else [csv_path.parent]
+    skipped: list[SkippedItem] = []
+    warnings: list[str] = []
+    images: dict[str, dict[str, list[Path]]] = {group_a: defaultdict(list), group_b: defaultdict(list)}
+    info: dict[str, dict[str, dict[str, str]]] = {group_a: {}, group_b: {}}
+    for line_no, row in enumerate(rows, start=2):
+        group = row["group_name"].strip()
+        if group not in images:
+            continue
+        raw_path = row["path"].strip()
+        if not raw_path:
+            skipped.append(SkippedItem(item=f"[{group}] {csv_path}:{line_no}", reason="empty 'path' value"))
+            continue
+        path = _resolve_image(raw_path, roots)
+        problem = _check_image(path, decode_images)
+        if problem:
+            skipped.append(SkippedItem(item=f"[{group}] {path}", reason=problem))
+            continue
+        study_id = row.get("study_id", "").strip() or Path(raw_path).with_suffix("").as_posix()
+        images[group][study_id].append(path)
+        info[group].setdefault(study_id, row)
+    sets = []
+    for group in (group_a, group_b):
+        studies = []
+        for study_id, paths in images[group].items():
+            row = info[group][study_id]
+            report, report_path = None, None
+            if row.get("report", "").strip():
+                report = row["report"].strip()
+            elif row.get("report_path", "").strip():
+                report_path = _resolve_image(row["report_path"].strip(), report_roots)
+                if report_path.is_file():
+                    report = _read_text(report_path)
+                else:
+                    warnings.append(f"{report_path}: report file not found (study {study_id} kept without report)")
+                    report_path = None
+            elif reports_root is not None:
+                report_path = mimic_report_path(paths[0], reports_root)
+                report = _read_text(report_path) if report_path else None
+            meta = _coerce_metadata({c: row.get(c, "") for c in meta_cols})
+            studies.append(
+                Study(study_id=study_id, image_paths=paths, report=report, report_path=report_path, metadata=meta)
+            )
+        sets.append(StudySet(name=group, studies=studies))
+    return _finalise(sets[0], sets[1], skipped, warnings)
+
+
+def read_pairs(jsonl_path: Path | str) -> list[PairSpec]:
+    """Read a RadDiff JSONL pair file (one pair per line); a bad line is an error naming its number."""
+    jsonl_path = Path(jsonl_path)
+    if not jsonl_path.is_file():
+        raise InputError(f"{jsonl_path}: JSONL file not found")
+    pairs = []
+    with open(jsonl_path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                pairs.append(PairSpec.model_validate(json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{jsonl_path}:{line_no}: not valid JSON ({exc.msg})") from None
+            except ValueError as exc:
+                first = str(exc).splitlines()
+                detail = first[1].strip() + " " + first[2].strip() if len(first) > 2 else str(exc)
+                raise InputError(f"{jsonl_path}:{line_no}: not a pair record ({detail})") from None
+    if not pairs:
+        raise InputError(f"{jsonl_path}: no pairs in file")
+    return pairs
+
+
+def _mimic_metadata(raw: str) -> StudyMetadata:
+    match = MIMIC_IMAGE_RE.search(raw)
+    if not match:
+        return StudyMetadata()
+    return StudyMetadata(extra={"subject_id": match.group(2), "mimic_study": match.group(3)})
+
+
+def pair_to_comparison(
+    pair: PairSpec,
+    *,
+    image_root: Path | None = None,
+    reports_root: Path | None = None,
+    decode_images: bool = False,
+    set1_name: str | None = None,
+    set2_name: str | None = None,
+) -> LoadedComparison:
+    """Turn one JSONL pair into a comparison; images resolve under ``image_root`` (or ``image_root/files``).
+
+    A report is attached from ``reports_root`` when the image path follows MIMIC-CXR's layout. Images that
+    are missing or unreadable are skipped and reported; an empty group after skipping is an error.
+    """
+    roots = [image_root] if image_root else [Path.cwd()]
+    skipped: list[SkippedItem] = []
+    warnings: list[str] = []
+    sets = []
+    for label, description, raw_images, name in (
+        ("A", pair.set1, pair.set1_images, set1_name),
+        ("B", pair.set2, pair.set2_images, set2_name),
+    ):
+        group_name = name or description.strip() or f"set {label}"
+        studies: list[Study] = []
+        seen: set[str] = set()
+        for raw in raw_images:
+            path = _resolve_image(raw, roots)
+            problem = _check_image(path, decode_images)
+            if problem:
+                skipped.append(SkippedItem(item=f"[{group_name}] {raw}", reason=problem))
+                continue
+            study_id = Path(raw).with_suffix("").as_posix()
+            if study_id in seen:
+                warnings.append(f"{raw}: listed twice in {group_name!r}; kept once")
+                continue
+            seen.add(study_id)
+            report_path = mimic_report_path(raw, reports_root) if reports_root else None
+            if reports_root and report_path is None:
+                warnings.append(f"{raw}: no report under {reports_root}")
+            studies.append(
+                Study(
+                    study_id=study_id,
+                    image_paths=[path],
+                    report=_read_text(report_path) if report_path else None,
+                    report_path=report_path,
+                    metadata=_mimic_metadata(raw),
+                )
+            )
+        sets.append(StudySet(name=group_name, description=description.strip(), studies=studies))
+    return _finalise(sets[0], sets[1], skipped, warnings)
+
+
+def load_jsonl_pair(
+    jsonl_path: Path | str,
+    index: int = 0,
+    *,
+    image_root: Path | None = None,
+    reports_root: Path | None = None,
+    decode_images: bool = False,
+) -> LoadedComparison:
+    """Load pair number ``index`` (0-based) of a JSONL pair file as a comparison."""
+    pairs = read_pairs(jsonl_path)
+    if not 0 <= index < len(pairs):
+        raise InputError(f"{jsonl_path}: pair index {index} out of range (file has {len(pairs)} pairs)")
+    root = image_root or Path(jsonl_path).parent
+    return pair_to_comparison(pairs[index], image_root=root, reports_root=reports_root, decode_images=decode_images)
+
+
+def _folder_images(folder: Path, label: str) -> tuple[list[Path], list[SkippedItem]]:
+    if not folder.exists():
+        raise InputError(f"{folder}: folder not found")
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    images, skipped = [], []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if path.name.startswith(".") or path.suffix.lower() in (".txt", ".json", ".csv", ".md"):
+            continue
+        if is_image_path(path):
+            images.append(path)
+        else:
+            skipped.append(SkippedItem(item=f"[{label}] {path}", reason=f"{path}: not an image file"))
+    return images, skipped
+
+
+def load_folders(
+    dir_a: Path | str,
+    dir_b: Path | str,
+    *,
+    name_a: str | None = None,
+    name_b: str | None = None,
+    decode_images: bool = False,
+) -> LoadedComparison:
+    """Two folders of images (searched recursively), one study per image; a sidecar ``.txt`` is its report.
+
+    Non-image files are reported and skipped. An image with the same content in both folders is an error
+    (a study cannot be in both groups); different images that share a relative name get prefixed ids.
+    """
+    dir_a, dir_b = Path(dir_a), Path(dir_b)
+    skipped: list[SkippedItem] = []
+    sets: list[StudySet] = []
+    found: list[tuple[str, Path, list[Path]]] = []
+    for folder, name in ((dir_a, name_a), (dir_b, name_b)):
+        label = name or folder.name or str(folder)
+        images, bad = _folder_images(folder, label)
+        skipped.extend(bad)
+        if not images and not bad:
+            raise InputError(f"{folder}: no images found (empty group)")
+        found.append((label, folder, images))
+    if found[0][0] == found[1][0]:
+        found[1] = (found[1][0] + " (B)", found[1][1], found[1][2])
+    ids = [{p.relative_to(folder).with_suffix("").as_posix(): p for p in imgs} for _, folder, imgs in found]
+    clash = set(ids[0]) & set(ids[1])
+    for key in sorted(clash):
+        if content_hash(ids[0][key]) == content_hash(ids[1][key]):
+            raise InputError(f"{ids[1][key]}: same image as {ids[0][key]}; study {key!r} is present in both groups")
+    for index, (label, _folder, _images) in enumerate(found):
+        studies = []
+        for study_id, path in ids[index].items():
+            problem = _check_image(path, decode_images)
+            if problem:
+                skipped.append(SkippedItem(item=f"[{label}] {path}", reason=problem))
+                continue
+            sid = f"{'AB'[index]}:{study_id}" if study_id in clash else study_id
+            sidecar = path.with_suffix(".txt")
+            report = _read_text(sidecar) if sidecar.is_file() else None
+            studies.append(
+                Study(study_id=sid, image_paths=[path], report=report, report_path=sidecar if report else None)
+            )
+        sets.append(StudySet(name=label, studies=studies))
+    return _finalise(sets[0], sets[1], skipped, [])
+
+
+def load_comparison(
+    source_a: str | Path,
+    source_b: str | Path | None = None,
+    *,
+    pair_index: int = 0,
+    image_root: Path | None = None,
+    reports_root: Path | None = None,
+    decode_images: bool = False,
+) -> LoadedComparison:
+    """Load a comparison from two folders, a CSV, or a JSONL pair file (``pair_index`` picks the line)."""
+    first = Path(source_a)
+    if source_b is not None:
+        return load_folders(first, Path(source_b), decode_images=decode_images)
+    suffix = first.suffix.lower()
+    if suffix == ".csv":
+        return load_csv(first, image_root=image_root, reports_root=reports_root, decode_images=decode_images)
+    if suffix in (".jsonl", ".json"):
+        return load_jsonl_pair(
+            first, pair_index, image_root=image_root, reports_root=reports_root, decode_images=decode_images
+        )
+    raise InputError(f"{first}: expected two folders, a .csv file or a .jsonl pair file")

@@ -1,0 +1,233 @@
+"""The domain model: studies, study sets, comparisons, hypotheses, scores and run results.
+
+This is the one place where these concepts are defined; every layer (tools, agent, graphs, evals, CLI)
+imports them from here. Models are pydantic v2 and validate on construction, so a bad comparison is
+rejected with a one-line :class:`InputError` before any work is done.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+GroupLabel = Literal["A", "B"]
+"""Which group of a comparison: ``"A"`` (the first set) or ``"B"`` (the second set)."""
+
+
+class RadDiffError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class InputError(RadDiffError, ValueError):
+    """Bad user input: a missing or corrupt file, an empty group, an unknown column. One line, names the thing."""
+
+
+class StudyMetadata(BaseModel):
+    """Per-study metadata used by confounder checks and filters. Unknown fields land in ``extra``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    view_position: str | None = Field(default=None, description="Projection, e.g. 'PA', 'AP', 'LATERAL'.")
+    sex: str | None = Field(default=None, description="Patient sex as recorded, e.g. 'F', 'M'.")
+    age: float | None = Field(default=None, ge=0, le=130, description="Patient age in years.")
+    extra: dict[str, str | float | int | bool | None] = Field(
+        default_factory=dict, description="Any other per-study fields (devices, site, scanner...)."
+    )
+
+    def as_flat_dict(self) -> dict[str, Any]:
+        """Return all metadata as one flat mapping (typed fields first, then ``extra``), dropping ``None``."""
+        flat: dict[str, Any] = {"view_position": self.view_position, "sex": self.sex, "age": self.age}
+        flat.update(self.extra)
+        return {k: v for k, v in flat.items() if v is not None}
+
+
+class Study(BaseModel):
+    """One imaging study: an id, one or more image files, an optional report and metadata."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    study_id: str = Field(min_length=1, description="Unique id of the study within a comparison.")
+    image_paths: list[Path] = Field(min_length=1, description="Image files of the study (PNG, JPEG, DICOM).")
+    report: str | None = Field(default=None, description="Free-text radiology report, if known.")
+    report_path: Path | None = Field(default=None, description="Where the report text was read from.")
+    metadata: StudyMetadata = Field(default_factory=StudyMetadata)
+
+    @property
+    def primary_image(self) -> Path:
+        """The first image of the study, the one scored by default."""
+        return self.image_paths[0]
+
+
+class StudySet(BaseModel):
+    """A named group of studies (one side of a comparison)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="Short name of the group, e.g. 'survivors'.")
+    description: str = Field(default="", description="Free-text description of the group, if known.")
+    studies: list[Study] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> StudySet:
+        seen: set[str] = set()
+        for study in self.studies:
+            if study.study_id in seen:
+                raise InputError(f"group {self.name!r}: study id {study.study_id!r} appears twice")
+            seen.add(study.study_id)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.studies)
+
+    @property
+    def has_reports(self) -> bool:
+        """True when at least one study of the set carries report text."""
+        return any(s.report for s in self.studies)
+
+
+class Comparison(BaseModel):
+    """Two study sets to contrast, and optionally the user's question or focus."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    set_a: StudySet
+    set_b: StudySet
+    question: str = Field(default="", description="The user's question or focus, e.g. 'look at the left base'.")
+
+    @model_validator(mode="after")
+    def _valid_groups(self) -> Comparison:
+        for group in (self.set_a, self.set_b):
+            if not group.studies:
+                raise InputError(f"group {group.name!r}: empty group (no studies)")
+        ids_a = {s.study_id for s in self.set_a.studies}
+        both = sorted(ids_a & {s.study_id for s in self.set_b.studies})
+        if both:
+            raise InputError(
+                f"study {both[0]!r} is present in both groups ({len(both)} shared); a study must be in one group"
+            )
+        paths_a = {p.resolve() for s in self.set_a.studies for p in s.image_paths}
+        shared = sorted(str(p) for s in self.set_b.studies for p in s.image_paths if p.resolve() in paths_a)
+        if shared:
+            raise InputError(f"image {shared[0]} is present in both groups ({len(shared)} shared)")
+        return self
+
+    def group(self, label: GroupLabel) -> StudySet:
+        """Return the set for group label ``"A"`` or ``"B"``."""
+        if label == "A":
+            return self.set_a
+        if label == "B":
+            return self.set_b
+        raise ValueError(f"group label must be 'A' or 'B', got {label!r}")
+
+    def all_studies(self) -> list[tuple[GroupLabel, Study]]:
+        """Every study with its group label, group A first."""
+        out: list[tuple[GroupLabel, Study]] = [("A", s) for s in self.set_a.studies]
+        out.extend(("B", s) for s in self.set_b.studies)
+        return out
+
+
+class Hypothesis(BaseModel):
+    """A proposed difference: a short clinical phrase more present in one group."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, description="The difference as a radiologist would write it.")
+    group: GroupLabel = Field(description="The group in which the finding is more present.")
+    rationale: str = Field(default="", description="Why it was proposed (evidence seen).")
+    contrast: str | None = Field(
+        default=None, description="Contrast prompt for negation-aware scoring, e.g. 'no pleural effusion'."
+    )
+    region: str | None = Field(default=None, description="Anatomical region the finding lives in, if any.")
+    finding: str | None = Field(default=None, description="Finding vocabulary key, when known.")
+    attributes: dict[str, str] = Field(default_factory=dict, description="Attributes (side, size, lobe...).")
+    source: str = Field(default="", description="Who proposed it: policy name and round.")
+
+    @property
+    def key(self) -> str:
+        """Normalised text used to deduplicate hypotheses."""
+        return " ".join(self.text.lower().split())
+
+
+class HypothesisScore(BaseModel):
+    """How well one hypothesis separates group A from group B, with honest statistics."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    auroc: float = Field(description="AUROC of the score for 'in group A' (0.5 = no separation).")
+    ci_low: float = Field(description="Lower bound of the 95% DeLong confidence interval of the AUROC.")
+    ci_high: float = Field(description="Upper bound of the 95% DeLong confidence interval of the AUROC.")
+    p_value: float = Field(description="Two-sided p-value of AUROC = 0.5 (Mann-Whitney, normal approx.).")
+    q_value: float = Field(description="Benjamini-Hochberg q-value across the hypotheses of the run.")
+    mean_a: float = Field(description="Mean score in group A.")
+    mean_b: float = Field(description="Mean score in group B.")
+    effect_size: float = Field(default=0.0, description="Cohen's d of the scores (A minus B).")
+    n_a: int = Field(default=0, ge=0)
+    n_b: int = Field(default=0, ge=0)
+
+
+class ScoredHypothesis(BaseModel):
+    """A hypothesis with its score on a comparison and the studies that best show it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hypothesis: Hypothesis
+    score: HypothesisScore
+    round: int = Field(default=0, ge=0, description="Round in which it was scored.")
+    scorer: str = Field(default="", description="Model id of the scorer.")
+    region: str | None = Field(default=None, description="Region the score was restricted to, if any.")
+    evidence_a: list[str] = Field(default_factory=list, description="Most typical study ids of group A.")
+    evidence_b: list[str] = Field(default_factory=list, description="Most typical study ids of group B.")
+
+    @property
+    def directional_auroc(self) -> float:
+        """AUROC oriented by the hypothesis' group: high when it is more present where it claims."""
+        return self.score.auroc if self.hypothesis.group == "A" else 1.0 - self.score.auroc
+
+
+class SkippedItem(BaseModel):
+    """An input that was reported and skipped instead of stopping the run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item: str = Field(description="The file or study id that was skipped.")
+    reason: str = Field(description="One-line reason.")
+
+
+class ConfounderReport(BaseModel):
+    """How well each metadata field alone separates the groups, and how hypotheses track them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field_auroc: dict[str, float] = Field(default_factory=dict, description="AUROC of each field for A vs B.")
+    hypothesis_correlation: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="hypothesis text -> field -> correlation of its scores with the field."
+    )
+    flagged: list[str] = Field(default_factory=list, description="Plain-language warnings.")
+
+
+class RunResult(BaseModel):
+    """Everything a run concluded: ranked hypotheses with statistics, skipped inputs, timings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    set_a_name: str
+    set_b_name: str
+    n_a: int = Field(ge=0)
+    n_b: int = Field(ge=0)
+    question: str = ""
+    ranked: list[ScoredHypothesis] = Field(default_factory=list)
+    rounds: int = Field(default=0, ge=0)
+    stop_reason: str = ""
+    auroc_history: list[float] = Field(default_factory=list, description="Best AUROC after each round.")
+    skipped: list[SkippedItem] = Field(default_factory=list)
+    confounders: ConfounderReport | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+    seconds: float = Field(default=0.0, ge=0)
+
+    @property
+    def n_skipped(self) -> int:
+        """How many inputs were skipped."""
+        return len(self.skipped)

@@ -1,0 +1,340 @@
+"""The finding vocabulary and the anatomical regions: one place for the names every layer uses.
+
+SynthCXR plants these findings, the report labeler and the describers name them, the ``rules`` policy
+proposes from them and the judges parse hypotheses back into them. A finding has a key, a display phrase,
+synonyms (for text matching), allowed attributes, a default anatomical region and a negation phrase.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SIDES = ("left", "right", "bilateral")
+SIZES = ("small", "moderate", "large")
+SEVERITIES = ("mild", "moderate", "severe")
+LOBES = ("RUL", "RML", "RLL", "LUL", "LLL")
+LOBE_NAMES = {
+    "RUL": "right upper lobe",
+    "RML": "right middle lobe",
+    "RLL": "right lower lobe",
+    "LUL": "left upper lobe",
+    "LLL": "left lower lobe",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One finding of the vocabulary."""
+
+    key: str
+    phrase: str
+    synonyms: tuple[str, ...]
+    category: str
+    region: str | None
+    attributes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    absent_phrase: str = ""
+
+    @property
+    def negation(self) -> str:
+        """The pertinent-negative phrase, e.g. 'no pleural effusion'."""
+        return self.absent_phrase or f"no {self.phrase}"
+
+
+FINDINGS: dict[str, Finding] = {
+    f.key: f
+    for f in (
+        Finding(
+            "pleural_effusion",
+            "pleural effusion",
+            (
+                "pleural effusion",
+                "effusion",
+                "pleural fluid",
+                "blunting of the costophrenic angle",
+                "costophrenic angle blunting",
+                "hydrothorax",
+                "meniscus",
+            ),
+            "pleural",
+            "costophrenic_angles",
+            {"side": SIDES, "size": SIZES},
+        ),
+        Finding(
+            "cardiomegaly",
+            "cardiomegaly",
+            (
+                "cardiomegaly",
+                "enlarged heart",
+                "cardiac enlargement",
+                "enlarged cardiac silhouette",
+                "heart size is enlarged",
+                "heart is enlarged",
+                "enlargement of the cardiac silhouette",
+            ),
+            "cardiac",
+            "cardiac_silhouette",
+            {"severity": SEVERITIES},
+            "normal heart size",
+        ),
+        Finding(
+            "pneumothorax",
+            "pneumothorax",
+            ("pneumothorax", "pneumothoraces", "pleural line", "collapsed lung"),
+            "pleural",
+            "apices",
+            {"side": ("left", "right"), "size": SIZES},
+        ),
+        Finding(
+            "consolidation",
+            "consolidation",
+            (
+                "consolidation",
+                "airspace opacity",
+                "airspace disease",
+                "pneumonia",
+                "infiltrate",
+                "airspace consolidation",
+                "lobar opacity",
+            ),
+            "parenchymal",
+            None,
+            {"lobe": LOBES},
+        ),
+        Finding(
+            "nodule",
+            "pulmonary nodule",
+            ("nodule", "pulmonary nodule", "nodular opacity", "granuloma", "coin lesion"),
+            "parenchymal",
+            None,
+            {"side": ("left", "right"), "zone": ("upper", "mid", "lower"), "size": SIZES},
+        ),
+        Finding(
+            "mass",
+            "lung mass",
+            ("mass", "lung mass", "pulmonary mass", "tumor", "neoplasm"),
+            "parenchymal",
+            None,
+            {"side": ("left", "right"), "zone": ("upper", "mid", "lower"), "size": SIZES},
+        ),
+        Finding(
+            "pulmonary_edema",
+            "pulmonary edema",
+            (
+                "pulmonary edema",
+                "edema",
+                "vascular congestion",
+                "interstitial edema",
+                "perihilar haze",
+                "pulmonary vascular congestion",
+                "fluid overload",
+                "kerley b lines",
+            ),
+            "parenchymal",
+            "hila",
+            {"severity": SEVERITIES},
+        ),
+        Finding(
+            "atelectasis",
+            "atelectasis",
+            (
+                "atelectasis",
+                "atelectatic",
+                "plate-like atelectasis",
+                "linear atelectasis",
+                "volume loss",
+                "subsegmental atelectasis",
+                "discoid atelectasis",
+            ),
+            "parenchymal",
+            "lower_zones",
+            {"side": SIDES, "pattern": ("linear", "plate-like", "basal")},
+        ),
+        Finding(
+            "low_lung_volumes",
+            "low lung volumes",
+            (
+                "low lung volumes",
+                "low lung volume",
+                "hypoinflation",
+                "poor inspiration",
+                "shallow inspiration",
+                "elevated hemidiaphragms",
+            ),
+            "lung_volume",
+            "diaphragm",
+            {},
+            "normal lung volumes",
+        ),
+        Finding(
+            "hyperinflation",
+            "hyperinflation",
+            (
+                "hyperinflation",
+                "hyperinflated",
+                "hyperexpanded",
+                "hyperexpansion",
+                "flattened hemidiaphragms",
+                "flattening of the diaphragm",
+                "emphysema",
+                "copd",
+            ),
+            "lung_volume",
+            "diaphragm",
+            {},
+            "no hyperinflation",
+        ),
+        Finding(
+            "mediastinal_shift",
+            "mediastinal shift",
+            ("mediastinal shift", "shift of the mediastinum", "tracheal deviation", "mediastinal deviation"),
+            "mediastinal",
+            "mediastinum",
+            {"direction": ("left", "right")},
+        ),
+        Finding(
+            "rib_fracture",
+            "rib fracture",
+            ("rib fracture", "rib fractures", "fractured rib", "fracture of the rib", "displaced rib fracture"),
+            "bone",
+            None,
+            {"side": ("left", "right"), "rib": tuple(str(i) for i in range(3, 11))},
+        ),
+        Finding(
+            "endotracheal_tube",
+            "endotracheal tube",
+            ("endotracheal tube", "et tube", "ett", "intubated", "intubation"),
+            "device",
+            "trachea_carina",
+            {"tip": ("above_carina", "right_main_bronchus")},
+        ),
+        Finding(
+            "enteric_tube",
+            "enteric tube",
+            (
+                "enteric tube",
+                "nasogastric tube",
+                "ng tube",
+                "orogastric tube",
+                "og tube",
+                "feeding tube",
+                "dobhoff",
+                "dobhoff tube",
+            ),
+            "device",
+            "upper_abdomen",
+            {"tip": ("stomach", "esophagus_coiled", "bronchus")},
+        ),
+        Finding(
+            "central_venous_catheter",
+            "central venous catheter",
+            (
+                "central venous catheter",
+                "central line",
+                "cvc",
+                "internal jugular line",
+                "ij line",
+                "subclavian line",
+                "central catheter",
+            ),
+            "device",
+            "mediastinum",
+            {"tip": ("low_svc", "cavoatrial_junction", "too_high")},
+        ),
+        Finding(
+            "picc",
+            "PICC line",
+            ("picc", "picc line", "peripherally inserted central catheter"),
+            "device",
+            "mediastinum",
+            {"tip": ("low_svc", "cavoatrial_junction", "too_high")},
+        ),
+        Finding(
+            "chest_tube",
+            "chest tube",
+            ("chest tube", "pleural drain", "thoracostomy tube", "pigtail catheter", "pleural catheter"),
+            "device",
+            None,
+            {"side": ("left", "right")},
+        ),
+        Finding(
+            "pacemaker",
+            "pacemaker",
+            ("pacemaker", "pacer", "pacing leads", "pacemaker leads", "icd", "cardiac device", "aicd", "defibrillator"),
+            "device",
+            "cardiac_silhouette",
+            {"leads": ("1", "2", "3")},
+        ),
+    )
+}
+
+TIP_PHRASES = {
+    "above_carina": "with the tip above the carina",
+    "right_main_bronchus": "with the tip in the right main bronchus",
+    "stomach": "with the tip in the stomach",
+    "esophagus_coiled": "coiled in the esophagus",
+    "bronchus": "with the tip in a bronchus",
+    "low_svc": "with the tip in the low SVC",
+    "cavoatrial_junction": "with the tip at the cavoatrial junction",
+    "too_high": "with the tip too high, in the brachiocephalic vein",
+}
+
+# Anatomical regions for localize-and-zoom; keys are what the agent and the tools say.
+REGIONS: dict[str, str] = {
+    "apex_left": "left lung apex",
+    "apex_right": "right lung apex",
+    "apices": "both lung apices",
+    "upper_zone_left": "left upper zone",
+    "upper_zone_right": "right upper zone",
+    "mid_zone_left": "left mid zone",
+    "mid_zone_right": "right mid zone",
+    "lower_zone_left": "left lower zone",
+    "lower_zone_right": "right lower zone",
+    "lower_zones": "both lower zones",
+    "costophrenic_angle_left": "left costophrenic angle",
+    "costophrenic_angle_right": "right costophrenic angle",
+    "costophrenic_angles": "both costophrenic angles",
+    "hilum_left": "left hilum",
+    "hilum_right": "right hilum",
+    "hila": "both hila",
+    "cardiac_silhouette": "cardiac silhouette",
+    "mediastinum": "mediastinum",
+    "trachea_carina": "trachea and carina",
+    "diaphragm": "diaphragm",
+    "upper_abdomen": "upper abdomen and stomach",
+}
+
+
+def get_finding(key: str) -> Finding:
+    """Return the finding ``key`` or raise a ``KeyError`` that lists the known keys."""
+    try:
+        return FINDINGS[key]
+    except KeyError:
+        raise KeyError(f"unknown finding {key!r}; known: {', '.join(sorted(FINDINGS))}") from None
+
+
+def describe_finding(key: str, attributes: dict[str, str] | None = None) -> str:
+    """Render a finding with attributes as a clinical phrase, e.g. 'moderate right pleural effusion'."""
+    finding = get_finding(key)
+    attrs = dict(attributes or {})
+    words: list[str] = []
+    for name in ("severity", "size"):
+        if name in attrs:
+            words.append(attrs.pop(name))
+    if "pattern" in attrs:
+        words.append(attrs.pop("pattern"))
+    if "side" in attrs:
+        words.append(attrs.pop("side"))
+    if "zone" in attrs:
+        words.append(attrs.pop("zone") + " zone")
+    text = " ".join([*words, finding.phrase])
+    if "lobe" in attrs:
+        text += f" in the {LOBE_NAMES.get(attrs.pop('lobe'), 'unknown lobe')}"
+    if "rib" in attrs:
+        text = text.replace("rib fracture", f"fracture of rib {attrs.pop('rib')}")
+    if "direction" in attrs:
+        text += f" to the {attrs.pop('direction')}"
+    if "tip" in attrs:
+        text += " " + TIP_PHRASES.get(attrs.pop("tip"), "")
+    if "leads" in attrs:
+        text += f" with {attrs.pop('leads')} lead(s)"
+    return text.strip()
