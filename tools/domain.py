@@ -20,7 +20,7 @@ class RadDiffError(Exception):
     """Base class of every error this project raises on purpose."""
 
 
-class InputError(RadDiffError, ValueError):
+class InputError(RadDiffError):
     """Bad user input: a missing or corrupt file, an empty group, an unknown column. One line, names the thing."""
 
 

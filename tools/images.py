@@ -51,6 +51,12 @@ def _normalise(array: np.ndarray, path: Path) -> np.ndarray:
     return (array - low) / (high - low)
 
 
+def _has_image_signature(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    return head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8")
+
+
 def _read_raster(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
@@ -67,6 +73,8 @@ def _read_raster(path: Path) -> np.ndarray:
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
     except UnidentifiedImageError:
+        if _has_image_signature(path):
+            raise InputError(f"{path}: corrupt image (unreadable header)") from None
         raise InputError(f"{path}: not an image (unrecognised format)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(
