@@ -1,0 +1,186 @@
+"""Tests of the rule-based report labeler (tools.labeler) on constructed and real IU report text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from evals.benchmarks.bench_labeler import DEFAULT_GOLD, evaluate, load_gold
+from tools.iu_reports import IUReport, load_iu_reports
+from tools.labeler import label_report, label_sentence, split_sentences, summarize
+from tools.vocabulary import FINDINGS
+
+GOLD = Path(__file__).parent / "data" / "labeler_gold.jsonl"
+
+
+@pytest.fixture(scope="module")
+def iu_reports() -> dict[str, IUReport]:
+    return {r.report_id: r for r in load_iu_reports()}
+
+
+def status(text: str, finding: str) -> str | None:
+    return label_report(text).summary.get(finding)
+
+
+# ---------------------------------------------------------------- gold set
+
+
+def test_gold_set_is_real_iu_text_and_covers_the_vocabulary(iu_reports: dict[str, IUReport]) -> None:
+    items = [json.loads(line) for line in GOLD.read_text().splitlines() if line.strip()]
+    assert len(items) >= 220
+    assert GOLD.resolve() == DEFAULT_GOLD.resolve()
+    for item in items:
+        report = iu_reports[item["source_report_id"]]
+        assert item["sentence"] in report.findings or item["sentence"] in report.impression, item
+        assert item["finding"] in FINDINGS
+        assert item["status"] in ("positive", "negated", "uncertain")
+    assert {i["finding"] for i in items} == set(FINDINGS)
+    statuses = [i["status"] for i in items]
+    assert statuses.count("negated") >= 50 and statuses.count("uncertain") >= 50
+    assert len({(i["sentence"], i["finding"]) for i in items}) == len(items)
+
+
+def test_labeler_accuracy_on_hand_labelled_iu_sentences() -> None:
+    items = load_gold()
+    scores = evaluate(items)
+    assert scores.accuracy >= 0.9, scores.errors[:10]
+    heldout = [i for i in items if i.split == "heldout"]
+    assert len(heldout) >= 100
+    assert evaluate(heldout).accuracy >= 0.9
+    for s in ("positive", "negated", "uncertain"):
+        assert scores.recall(s) >= 0.85, s
+
+
+# ---------------------------------------------------------------- sentences
+
+
+def test_split_sentences_handles_real_report_text() -> None:
+    text = (
+        "FINDINGS: Heart size normal. A 3.5 cm mass, e.g. a tumor, vs. a cyst. Increased right base "
+        "atelectasis.Catheter overlying the right mediastinum. There is no pneumothorax or pleural effusion. "
+        "stable cardiomegaly.\n1. No acute disease. 2. Degenerative change of the XXXX. ."
+    )
+    sents = split_sentences(text)
+    assert sents == [
+        "FINDINGS: Heart size normal.",
+        "A 3.5 cm mass, e.g. a tumor, vs. a cyst.",
+        "Increased right base atelectasis.",
+        "Catheter overlying the right mediastinum.",
+        "There is no pneumothorax or pleural effusion.",
+        "stable cardiomegaly.",
+        "No acute disease.",
+        "Degenerative change of the XXXX.",
+    ]
+    assert split_sentences("") == [] and split_sentences(" . . ") == []
+
+
+def test_split_sentences_numbered_lines() -> None:
+    assert split_sentences("1. Small left effusion\n2. No pneumothorax") == ["Small left effusion", "No pneumothorax"]
+
+
+# ---------------------------------------------------------------- negation and uncertainty
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        (
+            "No effusion, pneumothorax, or consolidation.",
+            {"pleural_effusion": "negated", "pneumothorax": "negated", "consolidation": "negated"},
+        ),
+        ("The lungs are clear of focal airspace disease.", {"consolidation": "negated"}),
+        ("Negative for acute displaced rib fracture.", {"rib_fracture": "negated"}),
+        ("Lungs are free of infiltrates.", {"consolidation": "negated"}),
+        ("Pneumothorax is not seen.", {"pneumothorax": "negated"}),
+        ("The left pleural effusion has resolved.", {"pleural_effusion": "negated"}),
+        ("No evidence of pneumonia.", {"consolidation": "negated"}),
+        (
+            "Endotracheal tube and NG tube have been removed.",
+            {"endotracheal_tube": "negated", "enteric_tube": "negated"},
+        ),
+        ("Pneumonia cannot be excluded.", {"consolidation": "uncertain"}),
+        ("Possible small right pleural effusion.", {"pleural_effusion": "uncertain"}),
+        ("Findings may represent atelectasis.", {"atelectasis": "uncertain"}),
+        ("Opacity suggestive of pneumonia.", {"consolidation": "uncertain"}),
+        ("Atelectasis versus infiltrate.", {"atelectasis": "uncertain", "consolidation": "uncertain"}),
+        ("Questionable left lower lobe nodule.", {"nodule": "uncertain"}),
+        ("Likely atelectasis.", {"atelectasis": "uncertain"}),
+        ("Scarring or atelectasis at the left base.", {"atelectasis": "uncertain"}),
+        (
+            "No pneumothorax, but a small left effusion is present.",
+            {"pneumothorax": "negated", "pleural_effusion": "positive"},
+        ),
+        ("No pneumothorax; moderate cardiomegaly.", {"pneumothorax": "negated", "cardiomegaly": "positive"}),
+        ("No change in the small left pleural effusion.", {"pleural_effusion": "positive"}),
+        ("No focal air space opacity to suggest a pneumonia.", {"consolidation": "negated"}),
+        ("The heart is not enlarged.", {"cardiomegaly": "negated"}),
+        ("Heart size is normal.", {"cardiomegaly": "negated"}),
+        ("The heart is mildly enlarged.", {"cardiomegaly": "positive"}),
+        ("Borderline cardiomegaly and cardiac pacemaker.", {"cardiomegaly": "uncertain", "pacemaker": "positive"}),
+        ("Lung volumes are low.", {"low_lung_volumes": "positive"}),
+        ("The trachea is midline.", {"mediastinal_shift": "negated"}),
+        ("Fracture of the right 7th rib.", {"rib_fracture": "positive"}),
+        ("Cardiomegaly without pulmonary edema.", {"cardiomegaly": "positive", "pulmonary_edema": "negated"}),
+    ],
+)
+def test_status_rules(sentence: str, expected: dict[str, str]) -> None:
+    summary = label_report(sentence).summary
+    assert {k: summary.get(k) for k in expected} == expected
+
+
+def test_block_phrases_are_not_findings() -> None:
+    assert status("Small pericardial effusion.", "pleural_effusion") is None
+    assert status("Subcutaneous emphysema in the left chest wall.", "hyperinflation") is None
+    assert status("No mass effect.", "mass") is None
+    assert status("Emphysema.", "hyperinflation") == "positive"
+
+
+def test_word_boundaries_and_plurals() -> None:
+    assert status("Bilateral effusions.", "pleural_effusion") == "positive"
+    assert status("No nodules or masses.", "mass") == "negated"
+    assert status("Calcified granulomas.", "nodule") == "positive"
+    assert status("Massive splenomegaly noted below.", "mass") is None  # 'mass' inside 'massive'
+    assert status("Normal mediastinum.", "mediastinal_shift") is None
+
+
+# ---------------------------------------------------------------- attributes, spans, summary
+
+
+def test_attributes_side_size_severity_lobe() -> None:
+    [m] = label_sentence("Small left pleural effusion.")
+    assert m.attributes == {"side": "left", "size": "small"}
+    assert m.text.lower() == "pleural effusion" and m.sentence[m.span[0] : m.span[1]] == m.text
+    [m] = label_sentence("Right upper lobe pneumonia.")
+    assert m.attributes["lobe"] == "RUL"
+    [m] = label_sentence("Moderate cardiomegaly.")
+    assert m.attributes == {"severity": "moderate"}
+    [m] = label_sentence("Bibasilar atelectasis.")
+    assert m.attributes["side"] == "bilateral" and m.attributes["pattern"] == "basal"
+    mentions = label_sentence("Large right pneumothorax and small left effusion.")
+    by = {x.finding: x.attributes for x in mentions}
+    assert by["pneumothorax"] == {"side": "right", "size": "large"}
+    assert by["pleural_effusion"] == {"side": "left", "size": "small"}
+
+
+def test_summary_precedence_positive_beats_uncertain_beats_negated() -> None:
+    labels = label_report("No right pleural effusion. Small left pleural effusion. Possible pneumonia. No pneumonia.")
+    assert labels.summary["pleural_effusion"] == "positive"
+    assert labels.summary["consolidation"] == "uncertain"
+    assert [m.status for m in labels.mentions if m.finding == "pleural_effusion"] == ["negated", "positive"]
+    assert summarize([]) == {}
+    assert labels.status("pneumothorax") is None
+
+
+def test_real_iu_reports_agree_with_their_mesh_tags(iu_reports: dict[str, IUReport]) -> None:
+    """Reports tagged 'normal' rarely have a positive finding; 'Pleural Effusion' ones mostly do."""
+    reports = list(iu_reports.values())
+    normal = [r for r in reports if r.mesh_major == ("normal",)][:200]
+    effusion = [r for r in reports if any(m.startswith("Pleural Effusion") for m in r.mesh_major)][:100]
+    normal_pos = sum(label_report(r.text).summary.get("pleural_effusion") == "positive" for r in normal)
+    effusion_pos = sum(
+        label_report(r.text).summary.get("pleural_effusion") in ("positive", "uncertain") for r in effusion
+    )
+    assert normal_pos <= 4
+    assert effusion_pos >= 85
