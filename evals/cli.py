@@ -31,6 +31,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Compare two sets of studies: two folders, a CSV, or a pair of a JSONL file.",
         "evals.cli:compare_arguments",
     ),
+    "train-mini": ("Train the offline mini-cxr-clip model on SynthCXR.", "evals.mini.cli:train_arguments"),
+    "eval-mini": ("Measure the mini model's quality gate on fresh SynthCXR images.", "evals.mini.cli:eval_arguments"),
+    "synth": ("Render SynthCXR images and build SynthDiffBench.", "evals.synth.cli:add_arguments"),
     "config": ("Print the effective settings (defaults < YAML < RADDIFF_* env < flags).", "evals.cli:config_arguments"),
 }
 

@@ -1,0 +1,135 @@
+"""Training and evaluation images for the mini model: random SynthCXR finding mixes, rendered and cached.
+
+Seeds are split by range so evaluation never sees a training patient: training uses seeds from
+:data:`TRAIN_SEED_BASE`, calibration from :data:`CALIBRATION_SEED_BASE`, evaluation from
+:data:`EVAL_SEED_BASE`. Rendered pools are cached as ``.npz`` (written atomically) keyed by their recipe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tools.vocabulary import FINDINGS
+
+log = logging.getLogger(__name__)
+
+TRAIN_SEED_BASE = 1_000_000
+CALIBRATION_SEED_BASE = 5_000_000
+EVAL_SEED_BASE = 9_000_000
+POOL_VERSION = "pool-v1"
+EXCLUSIVE = ({"low_lung_volumes", "hyperinflation"},)
+COUNT_PROBABILITIES = (0.2, 0.4, 0.25, 0.15)
+
+Truth = dict[str, dict[str, str]]
+
+
+@dataclass
+class ImagePool:
+    """Rendered images (uint8, N x H x W), their planted findings and metadata."""
+
+    images: np.ndarray
+    truths: list[Truth]
+    metadata: list[dict[str, str]]
+    seeds: list[int]
+
+
+def random_attributes(rng: np.random.Generator, finding: str) -> dict[str, str]:
+    """Draw every attribute of ``finding`` uniformly from the vocabulary's allowed values."""
+    return {name: str(rng.choice(values)) for name, values in FINDINGS[finding].attributes.items()}
+
+
+def random_mix(rng: np.random.Generator, plantable: list[str], exclude: set[str] | None = None) -> Truth:
+    """A random mix of 0-3 findings with random attributes (no contradictory pair, nothing in ``exclude``)."""
+    count = int(rng.choice(len(COUNT_PROBABILITIES), p=COUNT_PROBABILITIES))
+    choices = [f for f in plantable if f not in (exclude or set())]
+    mix: Truth = {}
+    for key in rng.permutation(choices)[: count * 2]:
+        if len(mix) >= count:
+            break
+        if any(key in group and group & set(mix) for group in EXCLUSIVE):
+            continue
+        mix[str(key)] = random_attributes(rng, str(key))
+    return mix
+
+
+def plantable_findings() -> list[str]:
+    """Vocabulary findings that SynthCXR can plant."""
+    from evals.synth.findings import FINDING_SPECS
+
+    return [key for key in FINDINGS if key in FINDING_SPECS]
+
+
+def render_truth(truth: Truth, seed: int, size: int) -> tuple[np.ndarray, dict[str, str]]:
+    """Render one image with the findings of ``truth``; returns (uint8 image, metadata)."""
+    from evals.synth.findings import PlantedFinding
+    from evals.synth.render import render_sample
+
+    planted = [PlantedFinding(finding=k, attributes=v) for k, v in truth.items()]
+    sample = render_sample(planted, seed=seed, size=size, with_report=False)
+    meta = {k: str(v) for k, v in sample.metadata.items() if k in ("view_position", "sex", "age")}
+    return sample.image, meta
+
+
+def renderer_fingerprint() -> str:
+    """Hash of SynthCXR's source files: a changed renderer never reuses images rendered by an older one."""
+    import evals.synth
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(evals.synth.__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _pool_path(cache_dir: Path, recipe: dict[str, object]) -> Path:
+    recipe = {**recipe, "renderer": renderer_fingerprint()}
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir / "mini" / f"pool-{digest}.npz"
+
+
+def build_pool(
+    recipes: list[tuple[Truth, int]],
+    size: int,
+    cache_dir: Path,
+    name: str,
+    progress: Callable[[int], None] | None = None,
+) -> ImagePool:
+    """Render (truth, seed) recipes at ``size`` px, or load them from the cache when rendered before."""
+    recipe_key = {"version": POOL_VERSION, "name": name, "size": size, "recipes": [[t, s] for t, s in recipes]}
+    path = _pool_path(cache_dir, recipe_key)
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            log.info("loaded %d cached images from %s", len(recipes), path)
+            return ImagePool(data["images"], meta["truths"], meta["metadata"], meta["seeds"])
+    images = np.zeros((len(recipes), size, size), dtype=np.uint8)
+    metadata = []
+    for i, (truth, seed) in enumerate(recipes):
+        image, meta = render_truth(truth, seed, size)
+        images[i] = image
+        metadata.append(meta)
+        if progress is not None:
+            progress(1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+    payload = json.dumps({"truths": [t for t, _ in recipes], "metadata": metadata, "seeds": [s for _, s in recipes]})
+    np.savez_compressed(tmp, images=images, meta=np.array(payload))
+    os.replace(tmp, path)
+    return ImagePool(images, [t for t, _ in recipes], metadata, [s for _, s in recipes])
+
+
+def training_recipes(n: int, seed: int = 0) -> list[tuple[Truth, int]]:
+    """``n`` random finding mixes with training seeds; balanced so every finding appears often."""
+    rng = np.random.default_rng(seed)
+    plantable = plantable_findings()
+    recipes = []
+    for i in range(n):
+        recipes.append((random_mix(rng, plantable), TRAIN_SEED_BASE + seed * 100_000 + i))
+    return recipes

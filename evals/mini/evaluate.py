@@ -1,0 +1,241 @@
+"""The mini model's quality gate, measured on SynthCXR images rendered with seeds never used in training.
+
+Figures: zero-shot AUROC of "finding present" vs absent per finding at mild / moderate / severe (single
+prompt and contrast pair), attribute discrimination (effusion side, consolidation lobe, tube tip
+positions), negation ("no pleural effusion" below "pleural effusion" on effusion images), describer
+per-finding F1 (macro) at moderate severity, and CPU throughput. Calibration (the describer thresholds)
+uses its own seed range, apart from both training and evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evals.mini.data import (
+    CALIBRATION_SEED_BASE,
+    EVAL_SEED_BASE,
+    Truth,
+    build_pool,
+    plantable_findings,
+    random_attributes,
+    random_mix,
+)
+from tools.backends.mini import CONFIG_FILE, MiniCXRClip
+from tools.describers.mini import MiniDescriber
+from tools.phrasing import Statement
+from tools.vocabulary import FINDINGS
+
+log = logging.getLogger(__name__)
+
+LEVEL_ATTRIBUTE = {"size": ("small", "moderate", "large"), "severity": ("mild", "moderate", "severe")}
+LEVEL_NAMES = ("mild", "moderate", "severe")
+ATTRIBUTE_TASKS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "effusion side": ("pleural_effusion", "side", ("left", "right")),
+    "consolidation lobe": ("consolidation", "lobe", ("RUL", "RML", "RLL", "LUL", "LLL")),
+    "ETT tip": ("endotracheal_tube", "tip", ("above_carina", "right_main_bronchus")),
+    "enteric tube tip": ("enteric_tube", "tip", ("stomach", "esophagus_coiled", "bronchus")),
+    "CVC tip": ("central_venous_catheter", "tip", ("low_svc", "cavoatrial_junction", "too_high")),
+    "PICC tip": ("picc", "tip", ("low_svc", "cavoatrial_junction", "too_high")),
+}
+
+
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """AUROC from ranks with ties averaged (positives expected to score higher)."""
+    from scipy.stats import rankdata
+
+    positive = np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _level_attrs(finding: str, level: int, rng: np.random.Generator) -> dict[str, str]:
+    attrs = random_attributes(rng, finding)
+    for name, values in LEVEL_ATTRIBUTE.items():
+        if name in FINDINGS[finding].attributes:
+            attrs[name] = values[level]
+    return attrs
+
+
+def _has_levels(finding: str) -> bool:
+    return any(name in FINDINGS[finding].attributes for name in LEVEL_ATTRIBUTE)
+
+
+def eval_recipes(per_group: int, n_background: int) -> dict[str, list[tuple[Truth, int]]]:
+    """Named recipe lists: a background pool, positives per (finding, level) and per attribute value."""
+    rng = np.random.default_rng(EVAL_SEED_BASE)
+    plantable = plantable_findings()
+    seed = EVAL_SEED_BASE
+    groups: dict[str, list[tuple[Truth, int]]] = {"background": []}
+    for _ in range(n_background):
+        seed += 1
+        groups["background"].append((random_mix(rng, plantable), seed))
+    for finding in plantable:
+        for level in range(3) if _has_levels(finding) else (1,):
+            name = f"{finding}|{LEVEL_NAMES[level]}"
+            groups[name] = []
+            for _ in range(per_group):
+                seed += 1
+                mix = random_mix(rng, plantable, exclude={finding})
+                mix.pop("hyperinflation" if finding == "low_lung_volumes" else "low_lung_volumes", None)
+                mix[finding] = _level_attrs(finding, level, rng)
+                groups[name].append((mix, seed))
+    for task, (finding, attribute, values) in ATTRIBUTE_TASKS.items():
+        for value in values:
+            name = f"{task}|{value}"
+            groups[name] = []
+            for _ in range(max(per_group // 2, 10)):
+                seed += 1
+                mix = random_mix(rng, plantable, exclude={finding})
+                attrs = _level_attrs(finding, 1, rng)
+                attrs[attribute] = value
+                mix[finding] = attrs
+                groups[name].append((mix, seed))
+    return groups
+
+
+def calibration_recipes(n: int) -> list[tuple[Truth, int]]:
+    """Random mixes with calibration seeds, plus one moderate case of each finding per 20 images."""
+    rng = np.random.default_rng(CALIBRATION_SEED_BASE)
+    plantable = plantable_findings()
+    out = []
+    for i in range(n):
+        mix = random_mix(rng, plantable)
+        if i % 2 == 0:
+            finding = plantable[(i // 2) % len(plantable)]
+            mix = {k: v for k, v in mix.items() if k not in ("low_lung_volumes", "hyperinflation")}
+            mix[finding] = _level_attrs(finding, 1, rng)
+        out.append((mix, CALIBRATION_SEED_BASE + i))
+    return out
+
+
+def calibrate_thresholds(describer: MiniDescriber, images: np.ndarray, truths: list[Truth]) -> dict[str, float]:
+    """Per-finding threshold on the contrast score that maximises F1 on the calibration images."""
+    scores = describer.decision_scores(list(images))
+    thresholds = {}
+    for j, key in enumerate(describer.keys):
+        truth = np.array([key in t for t in truths])
+        if truth.sum() == 0:
+            continue
+        candidates = np.unique(np.quantile(scores[:, j], np.linspace(0.02, 0.98, 97)))
+        best = max(candidates, key=lambda c: _f1(scores[:, j] > c, truth))
+        thresholds[key] = float(best)
+    return thresholds
+
+
+def _f1(pred: np.ndarray, truth: np.ndarray) -> float:
+    tp = float(np.sum(pred & truth))
+    fp = float(np.sum(pred & ~truth))
+    fn = float(np.sum(~pred & truth))
+    return 2 * tp / (2 * tp + fp + fn) if tp > 0 else 0.0
+
+
+def measure(
+    model: MiniCXRClip,
+    describer: MiniDescriber,
+    cache_dir: Path,
+    size: int,
+    per_group: int = 30,
+    n_background: int = 200,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Compute every figure of the quality gate; returns a JSON-able dict."""
+    groups = eval_recipes(per_group, n_background)
+    pools = {name: build_pool(recipes, size, cache_dir, f"eval-{name}", progress) for name, recipes in groups.items()}
+    t0 = time.perf_counter()
+    emb = {name: model.encode_images(list(pool.images)) for name, pool in pools.items()}
+    n_images = sum(len(p.images) for p in pools.values())
+    embed_ips = n_images / max(time.perf_counter() - t0, 1e-9)
+
+    def text(statement: Statement) -> np.ndarray:
+        return model.encode_texts([statement.phrase()])[0]
+
+    background, bg_truths = emb["background"], pools["background"].truths
+    presence: dict[str, dict[str, dict[str, float]]] = {}
+    for finding in plantable_findings():
+        pos_t, neg_t = text(Statement(finding, True)), text(Statement(finding, False))
+        neg_rows = np.array([finding not in t for t in bg_truths])
+        negatives = background[neg_rows]
+        for level in LEVEL_NAMES:
+            name = f"{finding}|{level}"
+            if name not in emb:
+                continue
+            images = np.concatenate([emb[name], negatives])
+            label = np.r_[np.ones(len(emb[name]), bool), np.zeros(len(negatives), bool)]
+            single = images @ pos_t
+            contrast = (images @ pos_t - images @ neg_t) * model.logit_scale
+            presence.setdefault(finding, {})[level] = {
+                "single": round(auroc(single, label), 4),
+                "contrast": round(auroc(contrast, label), 4),
+            }
+    attributes: dict[str, float] = {}
+    for task, (finding, attribute, values) in ATTRIBUTE_TASKS.items():
+        per_value = []
+        for value in values:
+            t = text(Statement(finding, True, ((attribute, value),)))
+            scores = np.concatenate([emb[f"{task}|{v}"] @ t for v in values])
+            label = np.concatenate([np.full(len(emb[f"{task}|{v}"]), v == value) for v in values])
+            per_value.append(auroc(scores, label))
+        attributes[task] = round(float(np.mean(per_value)), 4)
+    eff = np.concatenate([emb["pleural_effusion|moderate"], emb["effusion side|left"], emb["effusion side|right"]])
+    negation = float(
+        np.mean(eff @ text(Statement("pleural_effusion", False)) < eff @ text(Statement("pleural_effusion")))
+    )
+    # describer F1 at moderate severity: moderate positives of every finding + background
+    names = [f"{f}|moderate" for f in plantable_findings()]
+    images = np.concatenate([pools[n].images for n in names] + [pools["background"].images])
+    truths = [t for n in names for t in pools[n].truths] + list(bg_truths)
+    t0 = time.perf_counter()
+    calls = describer.findings(list(images))
+    describe_ips = len(images) / max(time.perf_counter() - t0, 1e-9)
+    f1 = {}
+    for key in plantable_findings():
+        pred = np.array([key in c for c in calls])
+        truth = np.array([key in t for t in truths])
+        f1[key] = round(_f1(pred, truth), 4)
+    return {
+        "presence_auroc": presence,
+        "attribute_auroc": attributes,
+        "negation_rate": round(negation, 4),
+        "describer_f1": f1,
+        "describer_macro_f1": round(float(np.mean(list(f1.values()))), 4),
+        "embed_images_per_s_cpu": round(embed_ips, 1),
+        "describe_images_per_s_cpu": round(describe_ips, 1),
+        "n_eval_images": n_images,
+    }
+
+
+def gate(figures: dict[str, Any]) -> list[str]:
+    """The quality gate's failures (empty list when every target is reached)."""
+    failures = []
+    for finding, levels in figures["presence_auroc"].items():
+        best = max(levels["moderate"].values())
+        if best < 0.90:
+            failures.append(f"presence {finding} moderate {best:.3f} < 0.90")
+    for task, value in figures["attribute_auroc"].items():
+        if value < 0.85:
+            failures.append(f"attribute {task} {value:.3f} < 0.85")
+    if figures["negation_rate"] < 0.90:
+        failures.append(f"negation {figures['negation_rate']:.3f} < 0.90")
+    if figures["describer_macro_f1"] < 0.80:
+        failures.append(f"describer macro F1 {figures['describer_macro_f1']:.3f} < 0.80")
+    return failures
+
+
+def write_figures(folder: Path, figures: dict[str, Any], thresholds: dict[str, float] | None = None) -> None:
+    """Store figures (and thresholds) in the weights' JSON file."""
+    path = folder / CONFIG_FILE
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data["figures"] = figures
+    if thresholds is not None:
+        data["describer"] = {"thresholds": thresholds}
+    path.write_text(json.dumps(data, indent=2) + "\n")

