@@ -13,9 +13,9 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from tools.domain import GroupLabel, RadDiffError
+from tools.domain import Comparison, GroupLabel, RadDiffError, SkippedItem
 
 if TYPE_CHECKING:
     from tools.settings import Settings
@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-mini": ("Train the offline mini-cxr-clip model on SynthCXR.", "evals.mini.cli:train_arguments"),
     "eval-mini": ("Measure the mini model's quality gate on fresh SynthCXR images.", "evals.mini.cli:eval_arguments"),
     "synth": ("Render SynthCXR images and build SynthDiffBench.", "evals.synth.cli:add_arguments"),
+    "demo": ("Offline demo: a SynthCXR pair, the mini models and the rules policy.", "evals.cli:demo_arguments"),
     "config": ("Print the effective settings (defaults < YAML < RADDIFF_* env < flags).", "evals.cli:config_arguments"),
 }
 
@@ -49,7 +50,17 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 
     overrides = {
         key: getattr(args, key, None)
-        for key in ("device", "batch_size", "scorer", "describer", "llm", "llm_base_url", "seed", "cache_dir")
+        for key in (
+            "device",
+            "batch_size",
+            "scorer",
+            "describer",
+            "llm",
+            "llm_base_url",
+            "seed",
+            "cache_dir",
+            "output_dir",
+        )
     }
     image_root = getattr(args, "image_root", None)
     reports_root = getattr(args, "reports_root", None)
@@ -59,15 +70,29 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 # ---------------------------------------------------------------- compare
 
 
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--llm", help="Agent policy: 'rules' (offline), 'openai:MODEL', or a model name.")
+    parser.add_argument("--llm-base-url", help="OpenAI-compatible server for the LLM (vLLM, SGLang, Ollama...).")
+    parser.add_argument("--scorer", help="Scorer: mini, chexzero:PATH, open_clip:NAME[@TAG], hf-hub:ID, reports.")
+    parser.add_argument("--describer", help="Describer: mini, chexagent:MODEL_ID, openai:MODEL.")
+    parser.add_argument("--rounds", type=int, help="Most hypothesize-verify-refine rounds.")
+    parser.add_argument("--question", default="", help="Your question or focus, e.g. 'look at the left base'.")
+    parser.add_argument("--run-id", help="Name of the run (default: a timestamp).")
+    parser.add_argument("--output-dir", type=Path, help="Where run folders are written.")
+    parser.add_argument("--quiet", action="store_true", help="No live progress view.")
+
+
 def compare_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``raddiff compare``."""
-    parser.add_argument("source_a", type=Path, help="Folder of group A, or a .csv / .jsonl file.")
+    parser.add_argument("source_a", type=Path, nargs="?", help="Folder of group A, or a .csv / .jsonl file.")
     parser.add_argument("source_b", type=Path, nargs="?", help="Folder of group B (with two folders).")
     parser.add_argument("--pair", type=int, default=0, help="0-based line of a JSONL pair file.")
     parser.add_argument("--image-root", type=Path, help="Root for relative image paths.")
     parser.add_argument("--reports-root", type=Path, help="Root of MIMIC-CXR style reports.")
     parser.add_argument("--dry-run", action="store_true", help="Load and check both sets, print sizes, stop.")
     parser.add_argument("--decode", action="store_true", help="With --dry-run: decode every image to check it.")
+    parser.add_argument("--resume", metavar="RUN_ID", help="Resume an interrupted run by its id.")
+    _run_arguments(parser)
     parser.set_defaults(run=_compare)
 
 
@@ -75,6 +100,10 @@ def _compare(args: argparse.Namespace) -> int:
     from tools.datasets import load_comparison
 
     settings = _settings_from(args)
+    if args.resume:
+        return _run_agent(None, args, settings, resume=args.resume)
+    if args.source_a is None:
+        raise RadDiffError("compare: give two folders, a CSV, or a JSONL pair file (or --resume RUN_ID)")
     loaded = load_comparison(
         args.source_a,
         args.source_b,
@@ -96,7 +125,95 @@ def _compare(args: argparse.Namespace) -> int:
         print(f"  warning {warning}")
     if args.dry_run:
         return 0
-    raise RadDiffError("compare: the agent run is not built yet in this version; use --dry-run to check inputs")
+    comparison = comparison.model_copy(update={"question": args.question})
+    return _run_agent(comparison, args, settings, skipped=loaded.skipped)
+
+
+def _run_agent(
+    comparison: Comparison | None,
+    args: argparse.Namespace,
+    settings: Settings,
+    *,
+    resume: str | None = None,
+    skipped: list[SkippedItem] | None = None,
+    overrides: dict[str, object] | None = None,
+) -> int:
+    import time
+
+    from agent.context import RunContext
+    from graphs.run import result_summary, run_agent
+
+    run_id = resume or args.run_id or time.strftime("run-%Y%m%d-%H%M%S")
+    output_dir = args.output_dir or settings.output_dir
+    context = RunContext.from_settings(
+        settings,
+        run_id=run_id,
+        run_dir=Path(output_dir) / run_id,
+        max_rounds=args.rounds,
+        **(overrides or {}),
+    )
+    progress = None if args.quiet else _progress_printer()
+    result = run_agent(comparison, context, question=args.question, resume=bool(resume), on_event=progress)
+    if skipped:
+        print(f"{len(skipped)} inputs were skipped while loading (see above)")
+    print(f"\nranked differences ({result.rounds} rounds; {result.stop_reason}):")
+    print(result_summary(result, top=8))
+    print(f"\nresults: {context.run_dir / 'result.json'} and result.md; trace: {context.run_dir / 'trace.jsonl'}")
+    return 0
+
+
+def _progress_printer() -> Callable[[str, dict[str, Any]], None]:
+    """A live progress callback printing each step and the current best hypotheses."""
+
+    def show(node: str, update: dict[str, Any]) -> None:
+        history = update.get("history") or []
+        if node == "verify" and history:
+            stat = history[-1]
+            print(
+                f"  round {stat.round}: best AUROC {stat.best_auroc:.3f} ({stat.best_text}); "
+                f"top-k mean {stat.topk_mean:.3f}"
+            )
+        elif node == "reflect":
+            decision = update.get("decision")
+            reason = update.get("stop_reason")
+            print(f"  reflect: {reason or (f'{decision.action}: {decision.reason}' if decision else '')}")
+        elif node == "zoom":
+            for obs in update.get("observations", []):
+                print(f"  zoom into {obs.data.get('region')}: region AUROCs {obs.data.get('aurocs', {})}")
+        else:
+            print(f"  {node}")
+
+    return show
+
+
+def demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``raddiff demo``."""
+    parser.add_argument("--preset", default="effusion", help="SynthCXR preset pair (effusion, cardiomegaly, ...).")
+    _run_arguments(parser)
+    parser.set_defaults(run=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import time
+
+    from evals.synth.bench import PRESETS, build_pair
+    from tools.datasets import load_jsonl_pair
+
+    settings = _settings_from(args)
+    if args.preset not in PRESETS:
+        raise RadDiffError(f"demo: unknown preset {args.preset!r} (known: {', '.join(PRESETS)})")
+    started = time.perf_counter()
+    spec = PRESETS[args.preset]
+    print(f"building SynthCXR pair '{spec.name}': A = {spec.set1!r}, B = {spec.set2!r} (cached after the first run)")
+    jsonl = build_pair(spec, settings.cache_dir / "demo", seed=settings.seed, cache_dir=settings.cache_dir)
+    loaded = load_jsonl_pair(jsonl, 0)
+    n_a, n_b = len(loaded.comparison.set_a), len(loaded.comparison.set_b)
+    print(f"  {n_a} vs {n_b} studies in {time.perf_counter() - started:.1f} s")
+    if not args.run_id:
+        args.run_id = time.strftime(f"demo-{spec.name}-%Y%m%d-%H%M%S")
+    code = _run_agent(loaded.comparison, args, settings, skipped=loaded.skipped)
+    print(f"demo finished in {time.perf_counter() - started:.1f} s; ground truth: A = {spec.set1!r}, B = {spec.set2!r}")
+    return code
 
 
 # ---------------------------------------------------------------- config

@@ -1,0 +1,60 @@
+"""The run context: every setting of one agent run, typed and described, in one object.
+
+Nodes read it through LangGraph's runtime (``runtime.context``); nothing here is stored in the graph state,
+so a resumed run may be given the same context again. Loop limits and budgets live here, not as literals.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.settings import Settings
+
+
+class RunContext(BaseModel):
+    """Settings of one agent run (models, rounds, samples, budgets, ablations, seeds)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str = Field(default="run", description="Id of the run: names its folder, trace and checkpoint thread.")
+    run_dir: Path = Field(default=Path("raddiff-runs/run"), description="Folder for results, trace and report.")
+    llm: str = Field(default="rules", description="'rules' (offline policy) or an LLM: 'openai:MODEL' or a model name.")
+    llm_base_url: str | None = Field(default=None, description="OpenAI-compatible server base URL for the LLM.")
+    scorer: str = Field(default="mini", description="Image-text scorer id ('mini', 'chexzero:PATH', ...).")
+    describer: str = Field(default="mini", description="Describer id ('mini', 'chexagent:ID', 'openai:MODEL').")
+    max_rounds: int = Field(default=4, ge=1, le=50, description="Most hypothesize-verify-reflect rounds.")
+    samples_per_group: int = Field(default=12, ge=1, le=500, description="Studies described per group in the survey.")
+    hypotheses_per_round: int = Field(default=8, ge=1, le=100, description="New hypotheses proposed per round.")
+    top_k: int = Field(default=5, ge=1, le=50, description="Best hypotheses fed back to the reflection step.")
+    convergence_delta: float = Field(
+        default=0.01, ge=0, le=1, description="Stop when best and top-k mean AUROC improve less than this in a round."
+    )
+    auroc_ceiling: float = Field(default=0.98, gt=0.5, le=1, description="Stop once the best AUROC reaches this.")
+    time_budget_s: float = Field(default=900.0, gt=0, description="Wall-clock budget of the run, seconds.")
+    token_budget: int = Field(default=200_000, ge=0, description="LLM tokens (prompt + completion) the run may spend.")
+    tool_call_budget: int = Field(default=40, ge=1, description="Tool calls the LLM may make in one reflection step.")
+    max_repairs: int = Field(default=2, ge=0, le=10, description="Retries of a malformed structured LLM answer.")
+    zoom_samples: int = Field(default=40, ge=2, description="Studies per group re-scored on a zoomed region.")
+    evidence_k: int = Field(default=3, ge=0, le=20, description="Most/least typical studies kept per hypothesis.")
+    seed: int = Field(default=0, description="Seed of every random choice of the run.")
+    use_zoom: bool = Field(default=True, description="Ablation switch: allow localize-and-zoom.")
+    use_reports: bool = Field(default=True, description="Ablation switch: read reports when present.")
+    use_images: bool = Field(default=True, description="Ablation switch: describe images (False = reports only).")
+    refine: bool = Field(default=True, description="Ablation switch: False = single pass (VisDiff-style).")
+    contrast_scoring: bool = Field(default=True, description="Score hypotheses against a contrast prompt.")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: object) -> RunContext:
+        """Build a context from the project settings, then apply ``overrides`` (``None`` values ignored)."""
+        values: dict[str, object] = {
+            "llm": settings.llm,
+            "llm_base_url": settings.llm_base_url,
+            "scorer": settings.scorer,
+            "describer": settings.describer,
+            "max_rounds": settings.max_rounds,
+            "seed": settings.seed,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)

@@ -1,0 +1,204 @@
+"""The offline ``rules`` policy: the same decisions as the LLM radiologist, made without any LLM.
+
+Propose: label every description (and report) with the report labeler, compare how often each finding of
+the vocabulary is positive in group A vs B, and propose the findings that differ most, phrased with the
+attributes most common where they are present (side, size, lobe, tip), at several levels of detail.
+Reflect: refine the best hypotheses by their attributes (other sides, sizes, lobes, tip positions), zoom
+into the region a localized finding implies, describe more studies when evidence is thin, else stop.
+Convergence is decided by the graph (``agent.convergence``), the same rule for every policy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.context import RunContext
+from agent.schemas import Decision, ProposedHypothesis
+from agent.state import Observation
+from tools.domain import GroupLabel, Hypothesis, ScoredHypothesis
+from tools.labeler import label_report
+from tools.vocabulary import FINDINGS, describe_finding
+
+log = logging.getLogger(__name__)
+
+REFINABLE = ("side", "size", "severity", "lobe", "tip", "zone")
+LOCALIZED = {
+    "nodule",
+    "mass",
+    "pneumothorax",
+    "endotracheal_tube",
+    "enteric_tube",
+    "central_venous_catheter",
+    "picc",
+    "rib_fracture",
+    "consolidation",
+}
+
+
+@dataclass
+class FindingEvidence:
+    """How often one finding is called positive in each group, and with which attributes."""
+
+    finding: str
+    positive: dict[str, int] = field(default_factory=lambda: {"A": 0, "B": 0})
+    seen: dict[str, int] = field(default_factory=lambda: {"A": 0, "B": 0})
+    attributes: dict[str, dict[str, Counter[str]]] = field(default_factory=lambda: {"A": {}, "B": {}})
+
+    def fraction(self, group: str) -> float:
+        """Fraction of the group's labelled texts that call the finding positive."""
+        return self.positive[group] / self.seen[group] if self.seen[group] else 0.0
+
+    @property
+    def difference(self) -> float:
+        """Fraction in A minus fraction in B."""
+        return self.fraction("A") - self.fraction("B")
+
+
+def evidence_from_observations(observations: Sequence[Observation]) -> dict[str, FindingEvidence]:
+    """Label every description and report text of the observations; tally positives per finding and group."""
+    table = {key: FindingEvidence(key) for key in FINDINGS}
+    for obs in observations:
+        if obs.kind not in ("description", "reports") or obs.group is None:
+            continue
+        group = obs.group
+        for text in obs.texts:
+            summary = label_report(text)
+            for key, evidence in table.items():
+                evidence.seen[group] += 1
+                if summary.status(key) == "positive":
+                    evidence.positive[group] += 1
+                    for mention in summary.mentions:
+                        if mention.finding == key and mention.status == "positive":
+                            for name, value in mention.attributes.items():
+                                evidence.attributes[group].setdefault(name, Counter())[value] += 1
+    return table
+
+
+def _common_attributes(evidence: FindingEvidence, group: str) -> dict[str, str]:
+    allowed = FINDINGS[evidence.finding].attributes
+    out = {}
+    for name, counter in evidence.attributes[group].items():
+        if name in allowed and counter:
+            out[name] = counter.most_common(1)[0][0]
+    return out
+
+
+def _hypothesis(finding: str, attrs: dict[str, str], group: GroupLabel, rationale: str, source: str) -> Hypothesis:
+    return Hypothesis(
+        text=describe_finding(finding, attrs),
+        group=group,
+        rationale=rationale,
+        finding=finding,
+        attributes=attrs,
+        region=region_for(finding, attrs),
+        source=source,
+    )
+
+
+def region_for(finding: str, attrs: dict[str, str]) -> str | None:
+    """The anatomical region a finding with these attributes implies (a key of ``tools.vocabulary.REGIONS``)."""
+    side = attrs.get("side")
+    if finding in ("nodule", "mass"):
+        zone = attrs.get("zone", "mid")
+        return f"{zone}_zone_{side}" if side in ("left", "right") else None
+    if finding == "pneumothorax":
+        return f"apex_{side}" if side in ("left", "right") else "apices"
+    if finding == "pleural_effusion":
+        return f"costophrenic_angle_{side}" if side in ("left", "right") else "costophrenic_angles"
+    if finding == "consolidation" and "lobe" in attrs:
+        lobe = attrs["lobe"]
+        zone = {"U": "upper", "M": "mid", "L": "lower"}[lobe[1]]
+        return f"{zone}_zone_{'right' if lobe[0] == 'R' else 'left'}"
+    if finding == "rib_fracture" and side in ("left", "right"):
+        return f"mid_zone_{side}"
+    if finding == "enteric_tube":
+        return "upper_abdomen"
+    if finding == "endotracheal_tube":
+        return "trachea_carina"
+    return FINDINGS[finding].region
+
+
+class RulesPolicy:
+    """Offline policy over the finding vocabulary (the default when no LLM is configured)."""
+
+    name = "rules"
+
+    def propose(
+        self,
+        observations: Sequence[Observation],
+        scored: Sequence[ScoredHypothesis],
+        context: RunContext,
+        round_: int,
+        ws: Any = None,
+    ) -> list[Hypothesis]:
+        """Hypotheses for the findings whose positive fraction differs most between the groups."""
+        table = evidence_from_observations(observations)
+        tested = {s.hypothesis.key for s in scored}
+        ranked = sorted(table.values(), key=lambda e: abs(e.difference), reverse=True)
+        out: list[Hypothesis] = []
+        for evidence in ranked:
+            if abs(evidence.difference) <= 0 or len(out) >= context.hypotheses_per_round:
+                break
+            group: GroupLabel = "A" if evidence.difference > 0 else "B"
+            attrs = _common_attributes(evidence, group)
+            rationale = (
+                f"called positive in {evidence.fraction('A'):.0%} of group A texts vs "
+                f"{evidence.fraction('B'):.0%} of group B texts"
+            )
+            variants = [{}, attrs] + [{k: v} for k, v in attrs.items()]
+            for variant in variants:
+                hyp = _hypothesis(evidence.finding, variant, group, rationale, f"rules/round{round_}")
+                if hyp.key not in tested and all(h.key != hyp.key for h in out):
+                    out.append(hyp)
+        return out[: max(context.hypotheses_per_round, 1)]
+
+    def reflect(
+        self,
+        scored: Sequence[ScoredHypothesis],
+        observations: Sequence[Observation],
+        context: RunContext,
+        round_: int,
+        ws: Any = None,
+    ) -> Decision:
+        """Refine by attributes, then zoom into a localized finding's region, then describe more, then stop."""
+        if not scored:
+            return Decision(action="describe_more", reason="no hypothesis could be scored yet")
+        best = sorted(scored, key=lambda s: s.directional_auroc, reverse=True)[: context.top_k]
+        tested = {s.hypothesis.key for s in scored}
+        refinements: list[Hypothesis] = []
+        for item in best[:1]:  # one attribute at a time around the best hypothesis: a bounded search
+            hyp = item.hypothesis
+            if hyp.finding is None:
+                continue
+            for name in REFINABLE:
+                for value in FINDINGS[hyp.finding].attributes.get(name, ()):
+                    attrs = {**hyp.attributes, name: value}
+                    candidate = _hypothesis(
+                        hyp.finding, attrs, hyp.group, f"refines '{hyp.text}'", f"rules/round{round_}"
+                    )
+                    if candidate.key not in tested and all(c.text != candidate.text for c in refinements):
+                        refinements.append(candidate)
+        if refinements and context.refine:
+            chosen = refinements[: max(context.hypotheses_per_round * 2, 1)]
+            return Decision(
+                action="refine",
+                reason=f"test attribute variants of the best hypothesis '{best[0].hypothesis.text}'",
+                hypotheses=[_proposed(h) for h in chosen],
+            )
+        zoomed = {o.data.get("region") for o in observations if o.kind == "zoom"}
+        top = best[0].hypothesis
+        region = top.region or (region_for(top.finding, top.attributes) if top.finding else None)
+        if context.use_zoom and context.refine and top.finding in LOCALIZED and region and region not in zoomed:
+            return Decision(action="zoom", region=region, reason=f"'{top.text}' is localized: zoom into {region}")
+        described = sum(len(o.study_ids) for o in observations if o.kind == "description")
+        if context.refine and best[0].directional_auroc < 0.7 and described < 4 * context.samples_per_group:
+            return Decision(action="describe_more", reason="evidence is weak: describe more studies")
+        return Decision(action="stop", reason="attributes refined and regions checked; nothing left to test")
+
+
+def _proposed(h: Hypothesis) -> ProposedHypothesis:
+    return ProposedHypothesis(text=h.text, group=h.group, rationale=h.rationale, region=h.region)

@@ -1,0 +1,346 @@
+"""The radiologist agent as a LangGraph state machine.
+
+survey -> hypothesize -> verify -> reflect -> (hypothesize | zoom | describe_more | read_reports | report)
+
+* survey: sample studies of each group, describe them, read their reports.
+* hypothesize: the policy proposes differences (or takes the refinements the last reflection chose).
+* verify: score every pending hypothesis on the full sets (AUROC, CI, p, evidence studies).
+* reflect: the convergence rule first (recorded in the trace); then the policy picks the next action.
+* zoom / describe_more / read_reports: gather more evidence, then back to hypothesize (zoom: to reflect).
+* report: deduplicate, rank, q-values across the run, confounder check, the run result.
+
+Nodes are plain functions ``(state, runtime) -> update``; the workspace (models, embeddings, tool calls)
+is found from the run context, never stored in the state, so the state checkpoints to SQLite and a run
+resumes by its run id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from agent.context import RunContext
+from agent.convergence import stop_reason
+from agent.policies import Policy, get_policy
+from agent.state import Budget, InputState, Observation, RoundStat, State
+from agent.trace import TraceWriter
+from tools.domain import Hypothesis, RunResult, ScoredHypothesis
+from tools.workspace import Workspace, open_workspace, rank_scored
+
+log = logging.getLogger(__name__)
+
+NODES = ("survey", "hypothesize", "verify", "reflect", "zoom", "describe_more", "read_reports", "report")
+_WORKSPACES: dict[str, Workspace] = {}
+_TRACES: dict[str, TraceWriter] = {}
+
+
+def trace_for(context: RunContext) -> TraceWriter:
+    """The run's trace writer (one per run id per process)."""
+    if context.run_id not in _TRACES:
+        _TRACES[context.run_id] = TraceWriter(Path(context.run_dir) / "trace.jsonl", context.run_id)
+    return _TRACES[context.run_id]
+
+
+def workspace_for(context: RunContext, state: State) -> Workspace:
+    """The run's workspace: created on first use (lazily loads models), shared by the nodes of the run."""
+    ws = _WORKSPACES.get(context.run_id)
+    if ws is None:
+        trace = trace_for(context)
+        ws = open_workspace(
+            state["comparison"],
+            scorer=context.scorer,
+            describer=context.describer,
+            seed=context.seed,
+            evidence_k=context.evidence_k,
+            contrast=context.contrast_scoring,
+            on_tool_call=lambda record: trace.event("tool", **record.model_dump(mode="json")),
+        )
+        _WORKSPACES[context.run_id] = ws
+    return ws
+
+
+def release_run(run_id: str) -> None:
+    """Forget the run's workspace and trace writer (after the run, or before resuming in a new process)."""
+    _WORKSPACES.pop(run_id, None)
+    _TRACES.pop(run_id, None)
+
+
+def _node(name: str) -> Callable[[Callable[[State, Runtime[RunContext]], dict[str, Any]]], Any]:
+    """Decorator: trace node start/end with timings; errors are traced and re-raised."""
+
+    def wrap(fn: Callable[[State, Runtime[RunContext]], dict[str, Any]]) -> Any:
+        def run(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+            trace = trace_for(runtime.context)
+            trace.event("node_start", node=name, round=state.get("round", 0))
+            started = time.perf_counter()
+            try:
+                update = fn(state, runtime)
+            except Exception as exc:
+                trace.event("node_error", node=name, error=f"{type(exc).__name__}: {exc}")
+                raise
+            trace.event(
+                "node_end",
+                node=name,
+                round=update.get("round", state.get("round", 0)),
+                seconds=round(time.perf_counter() - started, 3),
+                update=_summary(update),
+            )
+            return update
+
+        run.__name__ = name
+        run.__doc__ = fn.__doc__
+        return run
+
+    return wrap
+
+
+def _summary(update: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in update.items():
+        if key == "pool":
+            out[key] = [f"{s.hypothesis.text} [{s.region or 'full'}] AUROC {s.score.auroc:.3f}" for s in value]
+        elif key == "pending":
+            out[key] = [h.text for h in value]
+        elif key == "observations":
+            out[key] = [f"{o.kind}/{o.group or '-'}: {len(o.texts)} texts" for o in value]
+        elif key in ("history", "decision", "budget", "stop_reason", "round"):
+            out[key] = value
+    return out
+
+
+def _policy(context: RunContext) -> Policy:
+    return get_policy(context)
+
+
+def _sample_observations(
+    ws: Workspace, context: RunContext, round_: int, n: int, exclude: set[str]
+) -> list[Observation]:
+    out: list[Observation] = []
+    for group in ("A", "B"):
+        if context.use_images:
+            ids, texts = ws.describe(group, n=n, seed=context.seed + round_, exclude=exclude)
+            if ids:
+                out.append(Observation(kind="description", round=round_, group=group, study_ids=ids, texts=texts))
+        if context.use_reports:
+            rids, reports = ws.reports(group, n=n, seed=context.seed + round_, exclude=exclude)
+            if rids:
+                out.append(Observation(kind="reports", round=round_, group=group, study_ids=rids, texts=reports))
+    return out
+
+
+@_node("survey")
+def survey(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Sample studies of each group, describe them and read their reports."""
+    context = runtime.context
+    ws = workspace_for(context, state)
+    observations = _sample_observations(ws, context, 0, context.samples_per_group, set())
+    if state.get("question"):
+        observations.append(Observation(kind="user", round=0, texts=[state["question"]]))
+    return {
+        "round": 0,
+        "observations": observations,
+        "budget": state.get("budget") or Budget(started_at=time.time()),
+        "stop_reason": "",
+        "decision": None,
+    }
+
+
+@_node("hypothesize")
+def hypothesize(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Propose differences: the refinements chosen by the last reflection, or new ones from the evidence."""
+    context = runtime.context
+    round_ = state.get("round", 0)
+    decision = state.get("decision")
+    ws = workspace_for(context, state)
+    policy = _policy(context)
+    tokens_before = getattr(policy, "tokens", 0)
+    if decision is not None and decision.action == "refine" and decision.hypotheses:
+        pending = [ws.annotate(h.to_hypothesis(f"refine/round{round_}")) for h in decision.hypotheses]
+    else:
+        proposed = policy.propose(state.get("observations", []), state.get("pool", []), context, round_, ws)
+        pending = [ws.annotate(h) for h in proposed]
+    tested = {(s.hypothesis.key, s.region) for s in state.get("pool", [])}
+    unique: list[Hypothesis] = []
+    for hyp in pending:
+        if (hyp.key, None) not in tested and all(h.key != hyp.key for h in unique):
+            unique.append(hyp)
+    return {"pending": unique, "budget": _spend(state, policy, tokens_before)}
+
+
+def _spend(state: State, policy: Policy, tokens_before: int) -> Budget:
+    budget = state.get("budget") or Budget(started_at=time.time())
+    spent = getattr(policy, "tokens", 0) - tokens_before
+    return budget.model_copy(update={"tokens": budget.tokens + spent, "llm_calls": budget.llm_calls + (spent > 0)})
+
+
+@_node("verify")
+def verify(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Score every pending hypothesis on the full sets; update the AUROC history."""
+    context = runtime.context
+    ws = workspace_for(context, state)
+    round_ = state.get("round", 0) + 1
+    started = time.perf_counter()
+    scored = ws.score(state.get("pending", []), round_=round_) if state.get("pending") else []
+    pool = [*state.get("pool", []), *scored]
+    return {
+        "pending": [],
+        "pool": scored,
+        "round": round_,
+        "history": [_round_stat(pool, round_, context.top_k, time.perf_counter() - started)],
+    }
+
+
+def _round_stat(pool: list[ScoredHypothesis], round_: int, top_k: int, seconds: float) -> RoundStat:
+    ranked = rank_scored(pool)
+    values = [s.directional_auroc for s in ranked[:top_k]]
+    return RoundStat(
+        round=round_,
+        best_auroc=round(values[0], 4) if values else 0.5,
+        topk_mean=round(sum(values) / len(values), 4) if values else 0.5,
+        best_text=ranked[0].hypothesis.text if ranked else "",
+        n_scored=len(pool),
+        seconds=round(seconds, 3),
+    )
+
+
+@_node("reflect")
+def reflect(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Apply the convergence rule, then let the policy choose the next action."""
+    context = runtime.context
+    trace = trace_for(context)
+    history = state.get("history", [])
+    budget = state.get("budget") or Budget(started_at=time.time())
+    reason = stop_reason(history, budget, context)
+    trace.event("convergence", round=state.get("round", 0), history=history, stop_reason=reason)
+    if reason:
+        return {"stop_reason": reason, "decision": None}
+    if not context.refine:
+        return {"stop_reason": "single pass (refinement disabled)", "decision": None}
+    policy = _policy(context)
+    tokens_before = getattr(policy, "tokens", 0)
+    ws = workspace_for(context, state)
+    decision = policy.reflect(state.get("pool", []), state.get("observations", []), context, state.get("round", 0), ws)
+    trace.event("decision", round=state.get("round", 0), decision=decision)
+    spent = _spend(state, policy, tokens_before)
+    if decision.action == "stop":
+        return {"stop_reason": f"policy stopped: {decision.reason}", "decision": decision, "budget": spent}
+    return {"decision": decision, "budget": spent}
+
+
+def route_after_reflect(
+    state: State,
+) -> Literal["hypothesize", "zoom", "describe_more", "read_reports", "report"]:
+    """Where to go after reflection; raises on a state no route covers."""
+    if state.get("stop_reason"):
+        return "report"
+    decision = state.get("decision")
+    if decision is None:
+        raise ValueError("reflect left neither a stop reason nor a decision")
+    if decision.action == "refine":
+        return "hypothesize"
+    if decision.action in ("zoom", "describe_more", "read_reports"):
+        return decision.action
+    raise ValueError(f"unexpected decision action {decision.action!r}")
+
+
+@_node("zoom")
+def zoom(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Zoom into the chosen region on both groups and re-score the best hypotheses there."""
+    context = runtime.context
+    ws = workspace_for(context, state)
+    decision = state.get("decision")
+    region = decision.region if decision is not None and decision.region else "mediastinum"
+    best = [s.hypothesis for s in rank_scored(state.get("pool", []))[: context.top_k] if s.region is None]
+    round_ = state.get("round", 0) + 1
+    started = time.perf_counter()
+    scored, data = ws.zoom(region, best, n_per_group=context.zoom_samples, round_=round_)
+    pool = [*state.get("pool", []), *scored]
+    observation = Observation(kind="zoom", round=round_, data={"region": region, **data})
+    return {
+        "pool": scored,
+        "observations": [observation],
+        "round": round_,
+        "history": [_round_stat(pool, round_, context.top_k, time.perf_counter() - started)],
+    }
+
+
+@_node("describe_more")
+def describe_more(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Describe (and read) more studies of each group that have not been looked at yet."""
+    context = runtime.context
+    ws = workspace_for(context, state)
+    seen = {sid for o in state.get("observations", []) for sid in o.study_ids}
+    return {"observations": _sample_observations(ws, context, state.get("round", 0), context.samples_per_group, seen)}
+
+
+@_node("read_reports")
+def read_reports(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Read more reports of each group (studies not read yet)."""
+    context = runtime.context
+    ws = workspace_for(context, state)
+    seen = {sid for o in state.get("observations", []) if o.kind == "reports" for sid in o.study_ids}
+    out = []
+    for group in ("A", "B"):
+        ids, texts = ws.reports(
+            group, n=context.samples_per_group, seed=context.seed + state.get("round", 0), exclude=seen
+        )
+        if ids:
+            out.append(
+                Observation(kind="reports", round=state.get("round", 0), group=group, study_ids=ids, texts=texts)
+            )
+    return {"observations": out}
+
+
+@_node("report")
+def report(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Deduplicate and rank, recompute q-values across the run, run the confounder check, build the result."""
+    context = runtime.context
+    ws = workspace_for(context, state)
+    ranked = ws.finalize(state.get("pool", []))
+    budget = state.get("budget") or Budget(started_at=time.time())
+    result = RunResult(
+        run_id=context.run_id,
+        set_a_name=state["comparison"].set_a.name,
+        set_b_name=state["comparison"].set_b.name,
+        n_a=len(state["comparison"].set_a),
+        n_b=len(state["comparison"].set_b),
+        question=state.get("question", ""),
+        ranked=ranked,
+        rounds=state.get("round", 0),
+        stop_reason=state.get("stop_reason", ""),
+        auroc_history=[h.best_auroc for h in state.get("history", [])],
+        skipped=ws.skipped,
+        confounders=ws.confounders(ranked[: context.top_k]),
+        settings=context.model_dump(mode="json"),
+        seconds=round(time.time() - budget.started_at, 2),
+    )
+    return {"result": result}
+
+
+def build_graph() -> StateGraph[State, RunContext, InputState, State]:
+    """The uncompiled graph (nodes and edges); compile it with a checkpointer to run."""
+    graph = StateGraph(State, context_schema=RunContext, input_schema=InputState)
+    graph.add_node("survey", survey)
+    graph.add_node("hypothesize", hypothesize)
+    graph.add_node("verify", verify)
+    graph.add_node("reflect", reflect)
+    graph.add_node("zoom", zoom)
+    graph.add_node("describe_more", describe_more)
+    graph.add_node("read_reports", read_reports)
+    graph.add_node("report", report)
+    graph.add_edge(START, "survey")
+    graph.add_edge("survey", "hypothesize")
+    graph.add_edge("hypothesize", "verify")
+    graph.add_edge("verify", "reflect")
+    graph.add_conditional_edges("reflect", route_after_reflect)
+    graph.add_edge("zoom", "reflect")
+    graph.add_edge("describe_more", "hypothesize")
+    graph.add_edge("read_reports", "hypothesize")
+    graph.add_edge("report", END)
+    return graph

@@ -1,0 +1,195 @@
+"""Running the radiologist graph: checkpointed, resumable by run id, with results written as JSON and Markdown.
+
+A run's folder (``<output_dir>/<run_id>/``) holds ``checkpoints.sqlite`` (LangGraph's SQLite checkpointer),
+``trace.jsonl`` (every node and tool call), ``result.json`` and ``result.md``. ``resume=True`` continues
+an interrupted run from its last checkpoint: completed nodes are not re-run, so no tool result is lost or
+repeated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from agent.context import RunContext
+from agent.schemas import Decision, Proposal, ProposedHypothesis
+from agent.state import Budget, Observation, RoundStat
+from graphs.radiologist import build_graph, release_run, trace_for
+from tools.domain import (
+    Comparison,
+    ConfounderReport,
+    Hypothesis,
+    HypothesisScore,
+    InputError,
+    RunResult,
+    ScoredHypothesis,
+    SkippedItem,
+    Study,
+    StudyMetadata,
+    StudySet,
+)
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_TYPES = (
+    Comparison,
+    StudySet,
+    Study,
+    StudyMetadata,
+    Hypothesis,
+    HypothesisScore,
+    ScoredHypothesis,
+    SkippedItem,
+    RunResult,
+    ConfounderReport,
+    Observation,
+    RoundStat,
+    Budget,
+    Decision,
+    Proposal,
+    ProposedHypothesis,
+)
+
+
+@contextmanager
+def checkpointer(path: Path) -> Iterator[Any]:
+    """A SQLite checkpointer at ``path`` whose serializer accepts this project's state types only."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), check_same_thread=False)
+    try:
+        serde = JsonPlusSerializer(allowed_msgpack_modules=list(CHECKPOINT_TYPES))
+        yield SqliteSaver(conn, serde=serde)
+    finally:
+        conn.close()
+
+
+def compile_graph(saver: Any = None) -> Any:
+    """The compiled radiologist graph (with ``saver`` as checkpointer, if given)."""
+    return build_graph().compile(checkpointer=saver)
+
+
+def run_agent(
+    comparison: Comparison | None,
+    context: RunContext,
+    *,
+    question: str = "",
+    resume: bool = False,
+    on_event: Callable[[str, dict[str, Any]], None] | None = None,
+) -> RunResult:
+    """Run (or resume) the agent on a comparison; returns the run result and writes it to the run folder.
+
+    ``on_event(node, update)`` is called after each node (for live progress views).
+    """
+    run_dir = Path(context.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = {"configurable": {"thread_id": context.run_id}, "recursion_limit": 20 + 8 * context.max_rounds}
+    trace = trace_for(context)
+    with checkpointer(run_dir / "checkpoints.sqlite") as saver:
+        graph = compile_graph(saver)
+        snapshot = graph.get_state(config)
+        if resume:
+            if not snapshot.values:
+                raise InputError(f"run {context.run_id!r}: nothing to resume (no checkpoint in {run_dir})")
+            if not snapshot.next:
+                log.info("run %s already finished; returning its result", context.run_id)
+                return _finish(snapshot.values, run_dir)
+            trace.event("resume", next=list(snapshot.next))
+            stream_input: Any = None
+        else:
+            if snapshot.values:
+                raise InputError(f"run {context.run_id!r} exists in {run_dir}; resume it or choose another run id")
+            if comparison is None:
+                raise InputError("a new run needs a comparison")
+            trace.event("run_start", context=context.model_dump(mode="json"), question=question)
+            stream_input = {"comparison": comparison, "question": question}
+        started = time.perf_counter()
+        for chunk in graph.stream(stream_input, config=config, context=context, stream_mode="updates"):
+            for node, update in chunk.items():
+                if on_event is not None:
+                    on_event(node, update or {})
+        values = graph.get_state(config).values
+    trace.event("run_end", seconds=round(time.perf_counter() - started, 3))
+    release_run(context.run_id)
+    return _finish(values, run_dir)
+
+
+def _finish(values: dict[str, Any], run_dir: Path) -> RunResult:
+    result = values.get("result")
+    if not isinstance(result, RunResult):
+        raise InputError(f"run in {run_dir} ended without a result")
+    write_result(result, run_dir)
+    return result
+
+
+def write_result(result: RunResult, run_dir: Path) -> None:
+    """Write ``result.json`` and ``result.md`` into the run folder (atomically)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in (("result.json", result.model_dump_json(indent=2)), ("result.md", result_markdown(result))):
+        tmp = run_dir / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(run_dir / name)
+
+
+def result_markdown(result: RunResult, top: int = 15) -> str:
+    """The ranked differences as a Markdown report."""
+    lines = [
+        f"# Differences between '{result.set_a_name}' (A, n={result.n_a}) and "
+        f"'{result.set_b_name}' (B, n={result.n_b})",
+        "",
+        f"Run `{result.run_id}`: {result.rounds} rounds, stopped because {result.stop_reason or 'done'}; "
+        f"{result.n_skipped} inputs skipped; {result.seconds:.1f} s.",
+        "",
+        "| # | difference | more in | AUROC | 95% CI | q-value | region | evidence A | evidence B |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for i, s in enumerate(result.ranked[:top], start=1):
+        lo, hi = _directional_ci(s)
+        lines.append(
+            f"| {i} | {s.hypothesis.text} | {s.hypothesis.group} | {s.directional_auroc:.3f} | {lo:.3f}-{hi:.3f} | "
+            f"{s.score.q_value:.2g} | {s.region or 'full image'} | {', '.join(s.evidence_a)} | "
+            f"{', '.join(s.evidence_b)} |"
+        )
+    if result.confounders is not None:
+        lines += ["", "## Confounder check", ""]
+        lines += [f"- {field}: AUROC {value:.3f}" for field, value in result.confounders.field_auroc.items()]
+        lines += [f"- WARNING: {flag}" for flag in result.confounders.flagged]
+    if result.skipped:
+        lines += ["", "## Skipped inputs", ""] + [f"- {s.reason}" for s in result.skipped[:50]]
+    lines += ["", "AUROC by round: " + ", ".join(f"{a:.3f}" for a in result.auroc_history)]
+    return "\n".join(lines) + "\n"
+
+
+def _directional_ci(s: ScoredHypothesis) -> tuple[float, float]:
+    if s.hypothesis.group == "A":
+        return s.score.ci_low, s.score.ci_high
+    return 1.0 - s.score.ci_high, 1.0 - s.score.ci_low
+
+
+def result_summary(result: RunResult, top: int = 5) -> str:
+    """A few plain lines for a terminal: the top differences with AUROC and CI."""
+    lines = []
+    for i, s in enumerate(result.ranked[:top], start=1):
+        lo, hi = _directional_ci(s)
+        where = f" [{s.region}]" if s.region else ""
+        lines.append(
+            f"{i}. {s.hypothesis.text} (more in {s.hypothesis.group}){where}: AUROC {s.directional_auroc:.3f} "
+            f"(95% CI {lo:.3f}-{hi:.3f}, q={s.score.q_value:.2g})"
+        )
+    return "\n".join(lines)
+
+
+def load_result(run_dir: Path) -> RunResult:
+    """Read a run's ``result.json``."""
+    path = Path(run_dir) / "result.json"
+    if not path.is_file():
+        raise InputError(f"{path}: no result (the run did not finish; resume it)")
+    return RunResult.model_validate(json.loads(path.read_text(encoding="utf-8")))

@@ -1,0 +1,456 @@
+"""The run workspace: one comparison, its lazily loaded backends and embeddings, and the radiologist's tools.
+
+The agent (any policy) and the LangChain tools call these methods; each call is recorded as a
+:class:`ToolCallRecord` (arguments, output summary, time, backend) and handed to ``on_tool_call`` (the
+graph writes it to the run trace). Models load on first use through the registries; the full-set image
+embeddings are computed once per workspace (and cached on disk by content hash across runs).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.domain import (
+    Comparison,
+    ConfounderReport,
+    GroupLabel,
+    Hypothesis,
+    HypothesisScore,
+    InputError,
+    RadDiffError,
+    ScoredHypothesis,
+    SkippedItem,
+    Study,
+)
+from tools.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DESCRIBE_PROMPT = (
+    "Describe this chest radiograph as a radiologist: every abnormality with side, size and location, "
+    "every support device with its tip position, and pertinent negatives."
+)
+
+
+class ToolCallRecord(BaseModel):
+    """One tool call, as written to the run trace."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    summary: str = ""
+    seconds: float = 0.0
+    backend: str = ""
+    error: str | None = None
+
+
+@dataclass
+class _Embedded:
+    embeddings: np.ndarray
+    study_index: list[int]  # index into comparison.all_studies() of each row
+    in_group_a: np.ndarray
+    matrix: dict[str, np.ndarray] = field(default_factory=dict)  # hypothesis key -> scores per row
+
+
+def rank_key(item: ScoredHypothesis) -> tuple[float, int, float]:
+    """Sort key of the final ranking: AUROC (2 decimals), then specificity (attributes), then exact AUROC."""
+    return (round(item.directional_auroc, 2), len(item.hypothesis.attributes), item.directional_auroc)
+
+
+def rank_scored(pool: Sequence[ScoredHypothesis]) -> list[ScoredHypothesis]:
+    """Best first, one entry per (hypothesis text, region): the best-scored one."""
+    best: dict[tuple[str, str | None], ScoredHypothesis] = {}
+    for item in pool:
+        key = (item.hypothesis.key, item.region)
+        if key not in best or item.directional_auroc > best[key].directional_auroc:
+            best[key] = item
+    return sorted(best.values(), key=rank_key, reverse=True)
+
+
+class Workspace:
+    """Tools over one comparison: describe, read reports, score, zoom, grids, confounders."""
+
+    def __init__(
+        self,
+        comparison: Comparison,
+        *,
+        settings: Settings | None = None,
+        scorer: str | None = None,
+        describer: str | None = None,
+        seed: int = 0,
+        evidence_k: int = 3,
+        contrast: bool = True,
+        artifacts_dir: Path | None = None,
+        on_tool_call: Callable[[ToolCallRecord], None] | None = None,
+    ) -> None:
+        self.comparison = comparison
+        self.settings = settings or Settings()
+        self.scorer_id = scorer or self.settings.scorer
+        self.describer_id = describer or self.settings.describer
+        self.seed = seed
+        self.evidence_k = evidence_k
+        self.contrast = contrast
+        self.artifacts_dir = artifacts_dir
+        self.on_tool_call = on_tool_call
+        self.records: list[ToolCallRecord] = []
+        self.skipped: list[SkippedItem] = []
+        self._studies: list[tuple[GroupLabel, Study]] = comparison.all_studies()
+        self._by_id = {s.study_id: (g, s) for g, s in self._studies}
+        self._model: Any = None
+        self._describer: Any = None
+        self._cache: Any = None
+        self._embedded: _Embedded | None = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _record(
+        self, tool: str, arguments: dict[str, Any], started: float, summary: str, error: str | None = None
+    ) -> None:
+        record = ToolCallRecord(
+            tool=tool,
+            arguments=arguments,
+            summary=summary[:2000],
+            seconds=round(time.perf_counter() - started, 3),
+            backend=self.describer_id if tool == "describe_images" else self.scorer_id,
+            error=error,
+        )
+        self.records.append(record)
+        if self.on_tool_call is not None:
+            self.on_tool_call(record)
+
+    def _skip(self, items: Sequence[SkippedItem]) -> None:
+        known = {(s.item, s.reason) for s in self.skipped}
+        for item in items:
+            if (item.item, item.reason) not in known:
+                self.skipped.append(item)
+                known.add((item.item, item.reason))
+                log.warning("skipped %s", item.reason)
+
+    @property
+    def model(self) -> Any:
+        """The image-text scorer (loaded on first use)."""
+        if self._model is None:
+            from tools.backends.registry import load_scorer
+
+            self._model = load_scorer(
+                self.scorer_id,
+                device=self.settings.device,
+                dtype=self.settings.dtype,
+                batch_size=self.settings.batch_size,
+            )
+        return self._model
+
+    @property
+    def cache(self) -> Any:
+        """The persistent embedding cache."""
+        if self._cache is None:
+            from tools.embedding_cache import EmbeddingCache
+
+            self._cache = EmbeddingCache.from_settings(self.settings)
+        return self._cache
+
+    def study(self, study_id: str) -> tuple[GroupLabel, Study]:
+        """Group and study for an id; a one-line error for an unknown id."""
+        if study_id not in self._by_id:
+            raise InputError(f"study {study_id!r}: no such study in this comparison")
+        return self._by_id[study_id]
+
+    def _sample(self, group: GroupLabel, n: int, seed: int, exclude: set[str], need_report: bool) -> list[Study]:
+        pool = [s for s in self.comparison.group(group).studies if s.study_id not in exclude]
+        if need_report:
+            pool = [s for s in pool if s.report]
+        rng = np.random.default_rng([seed, 0 if group == "A" else 1])
+        order = rng.permutation(len(pool))[:n]
+        return [pool[i] for i in sorted(order)]
+
+    # ------------------------------------------------------------------ describe
+
+    def describe(
+        self,
+        group: GroupLabel,
+        n: int = 8,
+        *,
+        seed: int | None = None,
+        exclude: set[str] | None = None,
+        study_ids: Sequence[str] | None = None,
+        prompt: str = DEFAULT_DESCRIBE_PROMPT,
+    ) -> tuple[list[str], list[str]]:
+        """Describe sampled (or given) studies of a group: (study ids, description texts)."""
+        from tools.describers.cache import default_description_cache, describe_cached
+        from tools.describers.registry import get_describer
+
+        started = time.perf_counter()
+        args = {"group": group, "n": n, "study_ids": list(study_ids or []), "prompt": prompt[:200]}
+        if study_ids:
+            studies = [self.study(sid)[1] for sid in study_ids]
+        else:
+            studies = self._sample(group, n, self.seed if seed is None else seed, exclude or set(), False)
+        if self._describer is None:
+            self._describer = get_describer(self.describer_id, self.settings)
+        ids, images = [], []
+        for study in studies:
+            from tools.images import load_image
+
+            try:
+                images.append((None, load_image(study.primary_image)))
+                ids.append(study.study_id)
+            except InputError as exc:
+                self._skip([SkippedItem(item=study.study_id, reason=str(exc))])
+        texts = (
+            describe_cached(self._describer, images, prompt, default_description_cache(self.settings)) if images else []
+        )
+        self._record("describe_images", args, started, f"{len(texts)} descriptions of group {group}")
+        return ids, list(texts)
+
+    # ------------------------------------------------------------------ reports
+
+    def reports(
+        self, group: GroupLabel, n: int = 8, *, seed: int | None = None, exclude: set[str] | None = None
+    ) -> tuple[list[str], list[str]]:
+        """Reports (FINDINGS + IMPRESSION) of sampled studies of a group that have one: (study ids, texts)."""
+        from tools.reports import split_sections
+
+        started = time.perf_counter()
+        studies = self._sample(group, n, self.seed if seed is None else seed, exclude or set(), True)
+        texts = [split_sections(s.report or "").body or (s.report or "") for s in studies]
+        self._record("lookup_reports", {"group": group, "n": n}, started, f"{len(texts)} reports of group {group}")
+        return [s.study_id for s in studies], texts
+
+    # ------------------------------------------------------------------ scoring
+
+    def _embed_all(self) -> _Embedded:
+        if self._embedded is None:
+            from tools.embedding_cache import embed_images
+
+            started = time.perf_counter()
+            result = embed_images(
+                self.model, [s for _, s in self._studies], self.cache, batch_size=self.settings.batch_size
+            )
+            self._skip(result.skipped)
+            in_a = np.array([self._studies[i][0] == "A" for i in result.kept], dtype=bool)
+            if not in_a.any() or in_a.all():
+                raise InputError("after skipping unreadable images one group is empty; nothing can be scored")
+            self._embedded = _Embedded(np.asarray(result.embeddings, dtype=np.float32), list(result.kept), in_a)
+            self._record(
+                "embed_images",
+                {"n": len(self._studies)},
+                started,
+                f"{len(result.kept)} images embedded ({result.hit_rate:.0%} from cache), {len(result.skipped)} skipped",
+            )
+        return self._embedded
+
+    def annotate(self, hypothesis: Hypothesis) -> Hypothesis:
+        """Fill a hypothesis' finding key, attributes and region from its text when they are missing."""
+        if hypothesis.finding is not None:
+            return hypothesis
+        from tools.labeler import label_report
+
+        labels = label_report(hypothesis.text)
+        positive = [m for m in labels.mentions if m.status in ("positive", "uncertain")]
+        if not positive:
+            return hypothesis
+        mention = positive[0]
+        return hypothesis.model_copy(
+            update={
+                "finding": mention.finding,
+                "attributes": {**mention.attributes, **hypothesis.attributes},
+            }
+        )
+
+    def score(
+        self, hypotheses: Sequence[Hypothesis], *, round_: int = 0, study_ids: Sequence[str] | None = None
+    ) -> list[ScoredHypothesis]:
+        """Score hypotheses on the full sets (or the given studies): AUROC, CI, p, q, evidence study ids."""
+        started = time.perf_counter()
+        args = {"hypotheses": [h.text for h in hypotheses], "subset": len(study_ids or [])}
+        if not hypotheses:
+            return []
+        if self.scorer_id == "reports":
+            out = self._score_reports(hypotheses, round_)
+        else:
+            out = self._score_images(hypotheses, round_, study_ids)
+        summary = "; ".join(f"{s.hypothesis.text}: AUROC {s.directional_auroc:.3f}" for s in out[:12])
+        self._record("score_hypotheses", args, started, summary)
+        return out
+
+    def _score_images(
+        self, hypotheses: Sequence[Hypothesis], round_: int, study_ids: Sequence[str] | None
+    ) -> list[ScoredHypothesis]:
+        from tools.scoring import score_texts
+
+        embedded = self._embed_all()
+        rows = np.arange(len(embedded.study_index))
+        if study_ids:
+            wanted = set(study_ids)
+            rows = np.array([r for r, i in enumerate(embedded.study_index) if self._studies[i][1].study_id in wanted])
+            if rows.size == 0:
+                raise InputError("none of the given study ids has a scored image")
+        result = score_texts(
+            self.model,
+            embedded.embeddings[rows],
+            embedded.in_group_a[rows],
+            list(hypotheses),
+            negation_aware=self.contrast,
+            cache=self.cache,
+            evidence_k=max(self.evidence_k, 1),
+        )
+        if not study_ids:
+            for hyp, row in zip(hypotheses, result.matrix, strict=True):
+                embedded.matrix[hyp.key] = np.asarray(row, dtype=np.float32)
+        ids = [self._studies[embedded.study_index[r]][1].study_id for r in rows]
+        return [
+            self._scored(hyp, score, round_, [ids[i] for i in ev_a], [ids[i] for i in ev_b], None)
+            for hyp, score, (ev_a, ev_b) in zip(hypotheses, result.scores, result.evidence, strict=True)
+        ]
+
+    def _score_reports(self, hypotheses: Sequence[Hypothesis], round_: int) -> list[ScoredHypothesis]:
+        from tools.backends.reports_scorer import ReportTextScorer
+        from tools.scoring import auroc_statistics, contrast_for, evidence_indices
+
+        if self._model is None:
+            self._model = ReportTextScorer()
+        studies = [s for _, s in self._studies]
+        contrasts = [contrast_for(h) for h in hypotheses] if self.contrast else None
+        matrix, skipped = self._model.score(studies, [h.text for h in hypotheses], contrasts)
+        self._skip(skipped)
+        keep = np.flatnonzero(np.all(np.isfinite(matrix), axis=1))
+        in_a = np.array([self._studies[i][0] == "A" for i in keep])
+        if keep.size == 0 or not in_a.any() or in_a.all():
+            raise InputError("report scorer: one group has no study with a report")
+        scores = np.asarray(matrix[keep].T, dtype=np.float32)
+        stats = auroc_statistics(scores, in_a).records()
+        toward = np.array([h.group == "A" for h in hypotheses])
+        evidence = evidence_indices(scores, in_a, k=max(self.evidence_k, 1), toward_a=toward)
+        ids = [self._studies[i][1].study_id for i in keep]
+        return [
+            self._scored(h, s, round_, [ids[i] for i in a], [ids[i] for i in b], None)
+            for h, s, (a, b) in zip(hypotheses, stats, evidence, strict=True)
+        ]
+
+    def _scored(
+        self,
+        hyp: Hypothesis,
+        score: HypothesisScore,
+        round_: int,
+        ev_a: list[str],
+        ev_b: list[str],
+        region: str | None,
+    ) -> ScoredHypothesis:
+        return ScoredHypothesis(
+            hypothesis=hyp,
+            score=score,
+            round=round_,
+            scorer=getattr(self._model, "model_id", self.scorer_id),
+            region=region,
+            evidence_a=ev_a[: self.evidence_k],
+            evidence_b=ev_b[: self.evidence_k],
+        )
+
+    # ------------------------------------------------------------------ zoom
+
+    def zoom(
+        self, region: str, hypotheses: Sequence[Hypothesis], *, n_per_group: int = 40, round_: int = 0
+    ) -> tuple[list[ScoredHypothesis], dict[str, Any]]:
+        """Crop ``region`` from sampled studies of both groups (from the original images) and re-score there."""
+        from tools.grids import build_ab_grid
+        from tools.regions import crop_paths
+        from tools.scoring import score_texts
+
+        started = time.perf_counter()
+        args = {"region": region, "hypotheses": [h.text for h in hypotheses], "n_per_group": n_per_group}
+        groups: tuple[GroupLabel, GroupLabel] = ("A", "B")
+        chosen = {g: self._sample(g, n_per_group, self.seed + 7919, set(), False) for g in groups}
+        crops: dict[str, list[np.ndarray]] = {}
+        ids: list[str] = []
+        in_a: list[bool] = []
+        for group in groups:
+            studies = chosen[group]
+            found, skipped = crop_paths([s.primary_image for s in studies], region)
+            self._skip(skipped)
+            by_path = {c.path: c for c in found}
+            crops[group] = []
+            for study in studies:
+                crop = by_path.get(study.primary_image)
+                if crop is not None:
+                    crops[group].append(crop.image)
+                    ids.append(study.study_id)
+                    in_a.append(group == "A")
+        if not crops["A"] or not crops["B"]:
+            raise InputError(f"region {region!r}: no usable crop in one of the groups")
+        data: dict[str, Any] = {"n_a": len(crops["A"]), "n_b": len(crops["B"])}
+        if self.artifacts_dir is not None:
+            self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+            grid = build_ab_grid(crops["A"][:8], crops["B"][:8])
+            path = self.artifacts_dir / f"zoom-{region}-round{round_}.png"
+            grid.save(path)
+            data["grid"] = str(path)
+        out: list[ScoredHypothesis] = []
+        if hypotheses and self.scorer_id != "reports":
+            embeddings = self.model.encode_images(crops["A"] + crops["B"])
+            result = score_texts(
+                self.model,
+                np.asarray(embeddings, dtype=np.float32),
+                np.array(in_a),
+                list(hypotheses),
+                negation_aware=self.contrast,
+                cache=self.cache,
+                evidence_k=max(self.evidence_k, 1),
+            )
+            for hyp, score, (ev_a, ev_b) in zip(hypotheses, result.scores, result.evidence, strict=True):
+                out.append(self._scored(hyp, score, round_, [ids[i] for i in ev_a], [ids[i] for i in ev_b], region))
+            data["aurocs"] = {s.hypothesis.text: round(s.directional_auroc, 4) for s in out}
+        summary = f"zoomed {region}: " + "; ".join(f"{k}: {v}" for k, v in data.get("aurocs", {}).items())
+        self._record("localize_and_zoom", args, started, summary)
+        return out, data
+
+    # ------------------------------------------------------------------ final report
+
+    def finalize(self, pool: Sequence[ScoredHypothesis]) -> list[ScoredHypothesis]:
+        """Deduplicate and rank; q-values recomputed by Benjamini-Hochberg across all of the run's tests."""
+        from tools.scoring import benjamini_hochberg
+
+        ranked = rank_scored(pool)
+        if not ranked:
+            return []
+        q_values = benjamini_hochberg([s.score.p_value for s in ranked])
+        return [
+            s.model_copy(update={"score": s.score.model_copy(update={"q_value": float(q)})})
+            for s, q in zip(ranked, q_values, strict=True)
+        ]
+
+    def confounders(self, top: Sequence[ScoredHypothesis]) -> ConfounderReport | None:
+        """How well each metadata field separates the groups, and how the top hypotheses' scores track them."""
+        from tools.confounders import check_confounders
+
+        started = time.perf_counter()
+        if self._embedded is None:
+            return None
+        embedded = self._embedded
+        metadata = [self._studies[i][1].metadata for i in embedded.study_index]
+        if not any(m.as_flat_dict() for m in metadata):
+            self._record("confounder_check", {}, started, "no per-study metadata: nothing to check")
+            return None
+        scores = {
+            s.hypothesis.text: embedded.matrix[s.hypothesis.key] for s in top if s.hypothesis.key in embedded.matrix
+        }
+        try:
+            report = check_confounders(metadata, embedded.in_group_a, scores)
+        except RadDiffError as exc:
+            self._record("confounder_check", {}, started, "", error=str(exc))
+            return None
+        self._record("confounder_check", {"hypotheses": list(scores)}, started, "; ".join(report.flagged) or "no flag")
+        return report
+
+
+def open_workspace(comparison: Comparison, **kwargs: Any) -> Workspace:
+    """Create the workspace of a run (backends load lazily on first use)."""
+    return Workspace(comparison, **kwargs)
