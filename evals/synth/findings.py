@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from evals.synth.volume import PreparedVolume, hu_to_mu
+from evals.synth.volume import BONE_PREFIXES, PreparedVolume, hu_to_mu
 from tools.domain import InputError
 from tools.vocabulary import FINDINGS, describe_finding
 
@@ -222,7 +222,7 @@ def _effusion(ctx: EditContext, attrs: dict[str, str]) -> Effect:
     return _merge(effects)
 
 
-CARDIO_SCALE = {"mild": 1.14, "moderate": 1.26, "severe": 1.4}
+CARDIO_SCALE = {"mild": 1.14, "moderate": 1.34, "severe": 1.5}
 
 
 def _cardiomegaly(ctx: EditContext, attrs: dict[str, str]) -> Effect:
@@ -236,7 +236,7 @@ def _cardiomegaly(ctx: EditContext, attrs: dict[str, str]) -> Effect:
     hi = np.minimum(pts.max(0) + ext + 1, heart.shape).astype(int)
     box = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
     ii, jj, kk = _grid(box)
-    sx = np.where(ii > c[0], s * 1.05, 1 + (s - 1) * 0.7)  # the left ventricle enlarges more (patient left = +i)
+    sx = np.where(ii > c[0], s * 1.05, 1 + (s - 1) * 0.85)  # the left ventricle enlarges more (patient left = +i)
     src_i = np.clip(np.round(c[0] + (ii - c[0]) / sx), 0, heart.shape[0] - 1).astype(int)
     src_j = np.clip(np.round(c[1] + (jj - c[1]) / (1 + (s - 1) * 0.8)), 0, heart.shape[1] - 1).astype(int)
     src_k = np.clip(np.round(c[2] + (kk - c[2]) / (1 + (s - 1) * 0.5)), 0, heart.shape[2] - 1).astype(int)
@@ -306,11 +306,15 @@ def _consolidation(ctx: EditContext, attrs: dict[str, str]) -> Effect:
     return ctx.edit(box, new)
 
 
-NODULE_MM = {"small": 5.0, "moderate": 8.0, "large": 11.0}
-MASS_MM = {"small": 17.0, "moderate": 23.0, "large": 30.0}
+NODULE_MM = {"small": 6.0, "moderate": 11.0, "large": 14.0}  # radius; diameters 12 / 22 / 28 mm
+MASS_MM = {"small": 18.0, "moderate": 25.0, "large": 32.0}  # radius; diameters 36 / 50 / 64 mm
+NODULE_HU = (500.0, 800.0)  # solid, often calcified granuloma: dense enough to read through the lung markings
+MASS_HU = (160.0, 220.0)
 
 
-def _lesion(ctx: EditContext, attrs: dict[str, str], radius_mm: float, lobulated: bool) -> Effect:
+def _lesion(
+    ctx: EditContext, attrs: dict[str, str], radius_mm: float, lobulated: bool, hu_range: tuple[float, float]
+) -> Effect:
     from scipy import ndimage
 
     side = attrs["side"]
@@ -323,6 +327,10 @@ def _lesion(ctx: EditContext, attrs: dict[str, str], radius_mm: float, lobulated
     if key not in ctx.cache:
         ctx.cache[key] = ndimage.binary_erosion(lung, iterations=4)
     inner = ctx.cache[key]
+    depth_key = f"depth_{side}"
+    if depth_key not in ctx.cache:
+        ctx.cache[depth_key] = lung.sum(axis=1)  # (i, k): voxels of lung along the beam
+    depth = ctx.cache[depth_key]
     cand = np.argwhere(inner)
     zf = (cand[:, 2] - k_lo) / (k_hi - k_lo)
     xs = pts[:, 0]
@@ -331,26 +339,34 @@ def _lesion(ctx: EditContext, attrs: dict[str, str], radius_mm: float, lobulated
     cand = cand[(zf >= zone[0]) & (zf <= zone[1]) & lateral]
     if len(cand) == 0:
         raise InputError(f"no room for a {attrs['zone']} zone lesion in the {side} lung")
+    # where the beam crosses much lung, so the lesion replaces air rather than heart or chest wall
+    d_cand = depth[cand[:, 0], cand[:, 2]]
+    cand = cand[d_cand >= np.percentile(d_cand, 50)]
     c = cand[ctx.rng.integers(len(cand))].astype(float)
+    run = np.flatnonzero(lung[int(c[0]), :, int(c[2])])
+    pieces = np.split(run, np.flatnonzero(np.diff(run) > 1) + 1)
+    own = next(p for p in pieces if p[0] <= c[1] <= p[-1])
+    c[1] = (own[0] + own[-1]) / 2.0  # the middle of the lung along the beam
     lo = np.maximum(np.floor(c - r_vox * 1.4) - 1, 0).astype(int)
     hi = np.minimum(np.ceil(c + r_vox * 1.4) + 2, lung.shape).astype(int)
     box = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
     ii, jj, kk = _grid(box)
     d = np.sqrt(((ii - c[0]) / r_vox[0]) ** 2 + ((jj - c[1]) / r_vox[1]) ** 2 + ((kk - c[2]) / r_vox[2]) ** 2)
     if lobulated:
-        d = d * (1 + 0.12 * _smooth_noise(ctx.rng, d.shape, 1.5))
-    w = np.clip((1.15 - d) / 0.3, 0, 1)
+        d = d * (1 + 0.1 * _smooth_noise(ctx.rng, d.shape, 1.5))
+    w = np.clip((1.08 - d) / 0.16, 0, 1)  # a well-defined margin
+    density = hu_range[0] + (hu_range[1] - hu_range[0]) * ctx.rng.random()
     hu = ctx.vol.hu[box].astype(np.float32)
-    new = np.maximum(hu, hu + (160.0 - hu) * w)
+    new = np.maximum(hu, hu + (density - hu) * w)
     return ctx.edit(box, new)
 
 
 def _nodule(ctx: EditContext, attrs: dict[str, str]) -> Effect:
-    return _lesion(ctx, attrs, NODULE_MM[attrs["size"]], lobulated=False)
+    return _lesion(ctx, attrs, NODULE_MM[attrs["size"]], lobulated=False, hu_range=NODULE_HU)
 
 
 def _mass(ctx: EditContext, attrs: dict[str, str]) -> Effect:
-    return _lesion(ctx, attrs, MASS_MM[attrs["size"]], lobulated=True)
+    return _lesion(ctx, attrs, MASS_MM[attrs["size"]], lobulated=True, hu_range=MASS_HU)
 
 
 EDEMA_HU = {"mild": 260.0, "moderate": 420.0, "severe": 600.0}
@@ -453,31 +469,98 @@ MEDIASTINUM = (
 )
 
 
-def _mediastinal_shift(ctx: EditContext, attrs: dict[str, str]) -> Effect:
-    from scipy import ndimage
+def _mediastinum(ctx: EditContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mediastinum mask, dilated bone mask, per-slice "inside the thorax") of the volume, cached in ``ctx``."""
+    if "med_mask" not in ctx.cache:
+        from scipy import ndimage
 
-    med = ctx.vol.label_mask(*MEDIASTINUM)
-    med = ndimage.binary_dilation(med, iterations=1) & ~ctx.vol.lungs("both")
-    box = _bbox(med)
-    hu = ctx.vol.hu[box].astype(np.float32)
-    s0, b0 = hu_to_mu(hu)
-    s1, _ = hu_to_mu(np.full_like(hu, -850.0))
+        vol = ctx.vol
+        lungs = vol.lungs("both")
+        bones = vol.label_mask(*[n for n in vol.names if n.startswith(BONE_PREFIXES)])
+        bones = ndimage.binary_dilation(bones, iterations=1)
+        nx, ny, nz = vol.shape
+        i_idx = np.arange(nx)[:, None, None]
+        # the space between the lungs (per row j and slice k), in front of the vertebral bodies
+        right_edge = np.where(vol.lungs("right"), i_idx, -1).max(axis=0)
+        left_edge = np.where(vol.lungs("left"), i_idx, nx).min(axis=0)
+        spine = vol.label_mask(*[n for n in vol.names if n.startswith("vertebrae_")])
+        j_idx = np.arange(ny)[None, :, None]
+        spine_front = np.where(spine, j_idx, -1).max(axis=1)  # (i, k) -> most anterior vertebral voxel
+        spine_front_k = spine_front.max(axis=0)  # per slice
+        between = (
+            (i_idx > right_edge[None]) & (i_idx < left_edge[None]) & (right_edge >= 0)[None] & (left_edge < nx)[None]
+        )
+        between &= j_idx > spine_front_k[None, None, :]
+        heart_lo = int(np.argwhere(vol.label_mask("heart"))[:, 2].min())
+        between &= np.arange(nz)[None, None, :] >= heart_lo  # below the heart lie the liver and stomach
+        labelled = vol.label_mask(*MEDIASTINUM)
+        ids = [vol.names[n] for n in MEDIASTINUM]
+        own = (vol.labels == 0) | np.isin(vol.labels, ids)  # never move the liver, stomach, thyroid...
+        lab_i = np.where(labelled, i_idx, -1).max(axis=(0, 1)), np.where(labelled, i_idx, nx).min(axis=(0, 1))
+        between &= (i_idx >= lab_i[1][None, None, :] - 6) & (i_idx <= lab_i[0][None, None, :] + 6)
+        med = (between | ndimage.binary_dilation(labelled, iterations=1)) & own & ~lungs & ~bones & (vol.hu > -950)
+        ctx.cache["med_mask"] = med
+        ctx.cache["med_bones"] = bones
+        ctx.cache["med_thorax"] = (between | lungs).any(axis=(0, 1))
+    return ctx.cache["med_mask"], ctx.cache["med_bones"], ctx.cache["med_thorax"]
+
+
+def _mediastinal_shift(ctx: EditContext, attrs: dict[str, str]) -> Effect:
+    """Move the mediastinum (heart, great vessels, trachea air column, mediastinal fat) sideways in 3-D.
+
+    The content moves as one block, fully below the carina and tapering toward the neck (the trachea bends)
+    and below the heart (the descending aorta bends back). Bones stay; the vacated space becomes lung, and
+    the lung the mediastinum moves into is replaced by it, so no tissue is duplicated.
+    """
+    vol = ctx.vol
+    med, bones, thorax_k = _mediastinum(ctx)
+    nx, _ny, nz = vol.shape
+    lungs = vol.lungs("both")
+    heart_lo = int(np.argwhere(vol.label_mask("heart"))[:, 2].min())
+    box = _bbox(med, pad=0)
+    car = min(vol.centerline("trachea"))
+    lung_lo = int(np.argwhere(lungs)[:, 2].min())
+    shift_mm = 16.0 + 6 * ctx.rng.random()
+    full = shift_mm / ctx.mm()[0] * (1 if attrs["direction"] == "left" else -1)
+    pad = int(np.ceil(abs(full))) + 2
+    box = (slice(max(box[0].start - pad, 0), min(box[0].stop + pad, nx)), box[1], box[2])
+    hu = vol.hu[box].astype(np.float32)
     sub = med[box]
-    content = np.where(sub, s0 - s1, 0.0).astype(np.float32)
-    base = ctx.project(content, np.zeros_like(content), box)
-    assert base.soft is not None
-    shift_mm = 14.0 + 6 * ctx.rng.random()
-    step = int(round(shift_mm / ctx.mm()[0])) * (1 if attrs["direction"] == "left" else -1)
-    moved = np.roll(base.soft, step, axis=1)
-    delta = moved - base.soft
-    support = np.abs(delta) > 0.05
-    return Effect(region=ctx.upsample_mask(support), soft=delta, bone=np.zeros_like(delta))
+    keep = bones[box] | (hu <= -950)  # bones and the air outside the body never change
+    thorax = thorax_k[box[2]]
+    new = hu.copy()
+    for n, k in enumerate(range(box[2].start, box[2].stop)):
+        if k >= car:
+            f = 1.0 - 0.7 * (k - car) / max(nz - 1 - car, 1)
+        elif k < heart_lo:
+            f = float(np.clip((k - lung_lo) / max(heart_lo - lung_lo, 1), 0, 1))
+        else:
+            f = 1.0
+        step = int(round(full * f))
+        src, moved_hu = sub[:, :, n], hu[:, :, n]
+        if step == 0 or not src.any():
+            continue
+        dst = np.roll(src, step, axis=0)
+        dst_hu = np.roll(moved_hu, step, axis=0)
+        sl = new[:, :, n]
+        # vacated: lung in the chest, soft tissue in the neck
+        sl[src & ~dst & ~keep[:, :, n]] = -860.0 if thorax[n] else 40.0
+        put = dst & ~keep[:, :, n]
+        sl[put] = dst_hu[put]
+    return ctx.edit(box, new)
 
 
 def _rib_fracture(ctx: EditContext, attrs: dict[str, str]) -> Effect:
+    """A displaced fracture of the lateral arc of a named rib.
+
+    A ~7 mm gap (bone replaced by soft tissue, the hematoma) and a fragment displaced ~7.5 mm down and
+    ~5.5 mm toward the midline, so its end overrides the other end (a step-off). The half-resolution volume
+    blurs the cortex (a rib averages ~270 HU, fainter than on a film), so the bone next to the break gets
+    cortical density back, fading over ~2.5 cm on either side, which makes the break readable.
+    """
     side, n = attrs["side"], attrs["rib"]
     rib = ctx.vol.label_mask(f"rib_{side}_{n}")
-    box = _bbox(rib, pad=3)
+    box = _bbox(rib, pad=5)
     sub = rib[box]
     pts = np.argwhere(sub)
     mid = ctx.vol.shape[0] / 2 - box[0].start
@@ -485,19 +568,22 @@ def _rib_fracture(ctx: EditContext, attrs: dict[str, str]) -> Effect:
     j_lat = pts[np.argmax(lat_dist), 1]
     post = pts[pts[:, 1] <= j_lat]  # posterior-to-lateral arc
     d_post = np.abs(post[:, 0] - mid)
-    frac = 0.7 + 0.15 * ctx.rng.random()
-    i_cut_dist = d_post.min() + frac * (d_post.max() - d_post.min())
+    frac = 0.68 + 0.14 * ctx.rng.random()
+    cut = d_post.min() + frac * (d_post.max() - d_post.min())
     dist = np.abs(np.arange(sub.shape[0]) - mid)[:, None, None]
     jj = np.arange(sub.shape[1])[None, :, None]
-    gap = sub & (np.abs(dist - i_cut_dist) <= 1.5) & (jj <= j_lat)
-    frag = sub & (dist > i_cut_dist + 1.5) & (dist <= i_cut_dist + 16) & (jj <= j_lat)
+    arc = sub & (jj <= j_lat)
+    half_gap, fade = 2.5, 18.0
+    gap = arc & (np.abs(dist - cut) <= half_gap)
+    frag = arc & (dist > cut + half_gap) & (dist <= cut + 16)
     hu = ctx.vol.hu[box].astype(np.float32)
-    soft_hu = 40.0
-    new = np.where(gap | frag, soft_hu, hu)
-    # displace the fragment: two slices down (5 mm) and ~4 mm toward the midline
-    di = -3 if side == "left" else 3
-    shifted = np.roll(np.roll(np.where(frag, hu, soft_hu), -2, axis=2), di, axis=0)
-    moved = np.roll(np.roll(frag, -2, axis=2), di, axis=0)
+    boost = 750.0 * np.clip(1.0 - (np.abs(dist - cut) - half_gap) / fade, 0.0, 1.0)
+    near = arc & (np.abs(dist - cut) <= half_gap + fade)
+    dense = np.where(near, hu + boost, hu)  # cortical density near the break
+    new = np.where(gap | frag, 40.0, dense)
+    di = -4 if side == "left" else 4  # toward the midline
+    shifted = np.roll(np.roll(np.where(frag, np.maximum(dense, 900.0), 40.0), -3, axis=2), di, axis=0)
+    moved = np.roll(np.roll(frag, -3, axis=2), di, axis=0)
     new = np.where(moved, np.maximum(new, shifted), new)
     return ctx.edit(box, new)
 
