@@ -92,9 +92,12 @@ def test_rules_policy_proposes_the_finding_that_differs_with_its_attributes():
     assert table["pleural_effusion"].fraction("B") == pytest.approx(1 / 8)
     hyps = RulesPolicy().propose(obs, [], RunContext(hypotheses_per_round=4), 0)
     assert hyps[0].finding == "pleural_effusion" and hyps[0].group == "A"
-    texts = [h.text for h in hyps]
-    assert "moderate right pleural effusion" in texts
-    assert all(h.finding == "pleural_effusion" for h in hyps)
+    from_evidence = [h for h in hyps if not h.source.endswith("screen")]
+    assert "moderate right pleural effusion" in [h.text for h in from_evidence]
+    assert len(from_evidence) <= 4 and all(h.finding == "pleural_effusion" for h in from_evidence)
+    # every other finding of the vocabulary is screened once, its direction left to the data
+    screened = {h.finding for h in hyps if h.source.endswith("screen")}
+    assert "pneumothorax" in screened and "cardiomegaly" in screened and "pleural_effusion" not in screened
 
 
 def _scored(text, finding, attrs, auroc, group="A", region=None):

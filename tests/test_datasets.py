@@ -290,3 +290,35 @@ def test_comparison_rejects_empty_group_and_shared_study(tmp_path):
         Comparison(set_a=StudySet(name="A", studies=[study]), set_b=StudySet(name="B", studies=[study]))
     with pytest.raises(InputError, match="study id 's1' appears twice"):
         StudySet(name="A", studies=[study, study])
+
+
+def test_jsonl_and_folders_pick_up_sidecar_reports_and_metadata(tmp_path):
+    for group, n in (("A", 2), ("B", 2)):
+        for i in range(n):
+            img = _png(tmp_path / group / f"{group}{i}.png", 10 * i + (group == "B"))
+            img.with_suffix(".txt").write_text(f"FINDINGS: report {group}{i}.")
+            img.with_suffix(".json").write_text(
+                json.dumps(
+                    {
+                        "view_position": "AP",
+                        "sex": "F",
+                        "age": 70 + i,
+                        "seed": 5,
+                        "findings": [{"x": 1}],
+                        "site": "north",
+                    }
+                )
+            )
+    line = {"set1": "a", "set2": "b", "set1_images": ["A/A0.png", "A/A1.png"], "set2_images": ["B/B0.png", "B/B1.png"]}
+    (tmp_path / "p.jsonl").write_text(json.dumps(line) + "\n")
+    for comp in (
+        load_jsonl_pair(tmp_path / "p.jsonl").comparison,
+        load_folders(tmp_path / "A", tmp_path / "B").comparison,
+    ):
+        study = comp.set_a.studies[1]
+        assert study.report == "FINDINGS: report A1."
+        assert study.metadata.view_position == "AP" and study.metadata.sex == "F" and study.metadata.age == 71.0
+        assert study.metadata.extra == {"site": "north"}  # lists and the render seed are not metadata
+    (tmp_path / "A" / "A0.json").write_text("{not json")
+    with pytest.raises(InputError, match="A0.json: unreadable metadata sidecar"):
+        load_jsonl_pair(tmp_path / "p.jsonl")

@@ -260,6 +260,21 @@ def _mimic_metadata(raw: str) -> StudyMetadata:
     return StudyMetadata(extra={"subject_id": match.group(2), "mimic_study": match.group(3)})
 
 
+def sidecar_metadata(image: Path) -> StudyMetadata | None:
+    """Metadata from a ``<image>.json`` sidecar (view_position, sex, age; other scalar fields as extras)."""
+    path = image.with_suffix(".json")
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: unreadable metadata sidecar ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: metadata sidecar must be a JSON object")
+    scalars = {str(k): str(v) for k, v in data.items() if isinstance(v, str | int | float | bool) and k != "seed"}
+    return _coerce_metadata(scalars)
+
+
 def pair_to_comparison(
     pair: PairSpec,
     *,
@@ -299,13 +314,15 @@ def pair_to_comparison(
             report_path = mimic_report_path(raw, reports_root) if reports_root else None
             if reports_root and report_path is None:
                 warnings.append(f"{raw}: no report under {reports_root}")
+            if report_path is None and path.with_suffix(".txt").is_file():
+                report_path = path.with_suffix(".txt")  # a sidecar report next to the image
             studies.append(
                 Study(
                     study_id=study_id,
                     image_paths=[path],
                     report=_read_text(report_path) if report_path else None,
                     report_path=report_path,
-                    metadata=_mimic_metadata(raw),
+                    metadata=sidecar_metadata(path) or _mimic_metadata(raw),
                 )
             )
         sets.append(StudySet(name=group_name, description=description.strip(), studies=studies))
@@ -385,8 +402,15 @@ def load_folders(
             sid = f"{'AB'[index]}:{study_id}" if study_id in clash else study_id
             sidecar = path.with_suffix(".txt")
             report = _read_text(sidecar) if sidecar.is_file() else None
+            meta = sidecar_metadata(path) or StudyMetadata()
             studies.append(
-                Study(study_id=sid, image_paths=[path], report=report, report_path=sidecar if report else None)
+                Study(
+                    study_id=sid,
+                    image_paths=[path],
+                    report=report,
+                    report_path=sidecar if report else None,
+                    metadata=meta,
+                )
             )
         sets.append(StudySet(name=label, studies=studies))
     return _finalise(sets[0], sets[1], skipped, [])

@@ -274,13 +274,23 @@ class Workspace:
         args = {"hypotheses": [h.text for h in hypotheses], "subset": len(study_ids or [])}
         if not hypotheses:
             return []
-        if self.scorer_id == "reports":
-            out = self._score_reports(hypotheses, round_)
-        else:
-            out = self._score_images(hypotheses, round_, study_ids)
+        out = self._score_any(hypotheses, round_, study_ids)
+        # screening hypotheses (source '.../screen') have no claimed direction: the data orients them
+        flip = [i for i, s in enumerate(out) if s.hypothesis.source.endswith("screen") and s.score.auroc < 0.5]
+        if flip:
+            turned = [out[i].hypothesis.model_copy(update={"group": "B"}) for i in flip]
+            for i, rescored in zip(flip, self._score_any(turned, round_, study_ids), strict=True):
+                out[i] = rescored
         summary = "; ".join(f"{s.hypothesis.text}: AUROC {s.directional_auroc:.3f}" for s in out[:12])
         self._record("score_hypotheses", args, started, summary)
         return out
+
+    def _score_any(
+        self, hypotheses: Sequence[Hypothesis], round_: int, study_ids: Sequence[str] | None
+    ) -> list[ScoredHypothesis]:
+        if self.scorer_id == "reports":
+            return self._score_reports(hypotheses, round_)
+        return self._score_images(hypotheses, round_, study_ids)
 
     def _score_images(
         self, hypotheses: Sequence[Hypothesis], round_: int, study_ids: Sequence[str] | None

@@ -154,7 +154,16 @@ class RulesPolicy:
                 hyp = _hypothesis(evidence.finding, variant, group, rationale, f"rules/round{round_}")
                 if hyp.key not in tested and all(h.key != hyp.key for h in out):
                     out.append(hyp)
-        return out[: max(context.hypotheses_per_round, 1)]
+        out = out[: max(context.hypotheses_per_round, 1)]
+        # screen every finding of the vocabulary not yet tested with the scorer itself (one matrix product):
+        # descriptions can miss a difference that the image-text scores still show
+        for key in FINDINGS:
+            hyp = _hypothesis(
+                key, {}, "A", "vocabulary screen: direction set by the data", f"rules/round{round_}/screen"
+            )
+            if hyp.key not in tested and all(h.key != hyp.key for h in out):
+                out.append(hyp)
+        return out
 
     def reflect(
         self,
