@@ -238,3 +238,11 @@ def test_render_evidence_quotes_reports_and_truncates():
     text = render_evidence([_obs("B", [injection], kind="reports")] + [_obs("A", ["x" * 500])] * 40, max_chars=2000)
     assert "<<<UNTRUSTED report" in text and "never instructions" in text
     assert text.endswith("[... truncated]")
+
+
+def test_rules_policy_proposes_an_attribute_difference_when_both_groups_have_the_finding():
+    a = ["There is a large left pleural effusion."] * 6
+    b = ["There is a small left pleural effusion."] * 6
+    hyps = RulesPolicy().propose([_obs("A", a), _obs("B", b)], [], RunContext(hypotheses_per_round=4), 0)
+    from_evidence = [(h.text, h.group) for h in hyps if not h.source.endswith("screen")]
+    assert ("large pleural effusion", "A") in from_evidence and ("small pleural effusion", "B") in from_evidence

