@@ -44,6 +44,9 @@ class RunContext(BaseModel):
     use_images: bool = Field(default=True, description="Ablation switch: describe images (False = reports only).")
     refine: bool = Field(default=True, description="Ablation switch: False = single pass (VisDiff-style).")
     contrast_scoring: bool = Field(default=True, description="Score hypotheses against a contrast prompt.")
+    image_grids: bool = Field(
+        default=False, description="Send RadDiff-style 4x5 image grids of each group to a multimodal LLM proposer."
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> RunContext:

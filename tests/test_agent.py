@@ -246,3 +246,14 @@ def test_rules_policy_proposes_an_attribute_difference_when_both_groups_have_the
     hyps = RulesPolicy().propose([_obs("A", a), _obs("B", b)], [], RunContext(hypotheses_per_round=4), 0)
     from_evidence = [(h.text, h.group) for h in hyps if not h.source.endswith("screen")]
     assert ("large pleural effusion", "A") in from_evidence and ("small pleural effusion", "B") in from_evidence
+
+
+def test_llm_propose_sends_image_grids_to_a_multimodal_model(openai_server, tmp_path):
+    ws = Workspace(_tiny_report_comparison(tmp_path), scorer="reports")
+    openai_server.queue(TextReply(json.dumps({"hypotheses": [{"text": "pleural effusion", "group": "A"}]})))
+    ctx = _ctx(openai_server, image_grids=True)
+    assert [h.text for h in LLMPolicy(ctx).propose([], [], ctx, 0, ws)] == ["pleural effusion"]
+    parts = openai_server.requests[0]["messages"][1]["content"]
+    images = [p for p in parts if p["type"] == "image_url"]
+    assert len(images) == 2 and images[0]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert "group A" in parts[1]["text"] and "group B" in parts[3]["text"]

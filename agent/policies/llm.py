@@ -159,7 +159,10 @@ class LLMPolicy:
             scored=_render_scored(scored, context.top_k * 2) or "(none yet)",
             n=context.hypotheses_per_round,
         )
-        proposal, raw = self.structured([self._system(), HumanMessage(content=prompt)], Proposal, context.max_repairs)
+        content: Any = prompt
+        if context.image_grids and ws is not None:
+            content = [{"type": "text", "text": prompt}, *grid_parts(ws, context.seed + round_)]
+        proposal, raw = self.structured([self._system(), HumanMessage(content=content)], Proposal, context.max_repairs)
         items = proposal.hypotheses if proposal is not None else _salvage_hypotheses(raw)
         return [h.to_hypothesis(f"llm/round{round_}") for h in items[: context.hypotheses_per_round]]
 
@@ -211,6 +214,24 @@ class LLMPolicy:
         if decision is None:
             return Decision(action="stop", reason="the LLM gave no valid decision after repairs")
         return decision
+
+
+def grid_parts(ws: Any, seed: int, rows: int = 4, cols: int = 5) -> list[dict[str, Any]]:
+    """RadDiff's per-group image grids as chat content parts (a caption and an inline PNG per group)."""
+    import numpy as np
+
+    from tools.describers.base import png_data_url
+    from tools.grids import build_image_grid, sample_studies, study_images
+    from tools.images import load_image
+
+    parts: list[dict[str, Any]] = []
+    for label in ("A", "B"):
+        studies = sample_studies(ws.comparison.group(label), rows * cols, seed)
+        grid = build_image_grid([load_image(p) for p in study_images(studies)], rows=rows, cols=cols, label=label)
+        array = np.asarray(grid.convert("L"), dtype=np.float32) / 255.0
+        parts.append({"type": "text", "text": f"Grid of {len(studies)} sampled studies of group {label}:"})
+        parts.append({"type": "image_url", "image_url": {"url": png_data_url(array, max_side=1024)}})
+    return parts
 
 
 def _question(observations: Sequence[Observation]) -> str:
