@@ -80,7 +80,12 @@ def test_auroc_direction_and_perfect_separation() -> None:
     up = np.arange(10, 0, -1, dtype=float)  # A highest
     stats = auroc_statistics(np.stack([up, -up]), groups)
     assert stats.auroc.tolist() == [1.0, 0.0]
-    assert stats.ci_low[0] == stats.ci_high[0] == 1.0  # DeLong variance is 0 under perfect separation
+    # DeLong's variance is 0 under perfect separation: Newcombe's score interval is used instead.
+    # Hand-worked for 5 vs 5 (N* = 4): the lower bound t solves 1 - t = z^2 t / 25 [1 + 4((1-t)/(2-t) + t/(1+t))],
+    # t = 0.6427 (checked by substitution: both sides 0.3573)
+    assert stats.ci_high[0] == 1.0 and stats.ci_low[1] == 0.0
+    assert stats.ci_low[0] == pytest.approx(0.6427, abs=1e-4)
+    assert stats.ci_high[1] == pytest.approx(1 - stats.ci_low[0])
     assert stats.p_value[0] == pytest.approx(mannwhitneyu(up[:5], up[5:]).pvalue)  # exact, 2/252
     assert stats.p_value[0] == pytest.approx(2 / 252)
 

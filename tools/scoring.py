@@ -12,8 +12,8 @@ Conventions for degenerate input (defined results, not crashes):
 
 * all scores identical -> AUROC 0.5, CI [0.5, 0.5], p = 1;
 * a group of one study -> the DeLong variance is undefined, so the CI is the whole [0, 1];
-* perfect separation -> DeLong's variance is 0 and the CI collapses onto the AUROC (as in pROC); the
-  p-value still reflects the group sizes;
+* perfect separation -> DeLong's variance is 0 (its CI would collapse onto the AUROC, as in pROC), so
+  Newcombe's score interval is reported instead (non-degenerate, reflects the group sizes);
 * Cohen's d is 0 when the pooled standard deviation is 0 or undefined.
 
 Bad input (NaN or infinite embeddings, mismatched dimensions, an empty group, a zero vector) raises
@@ -263,6 +263,11 @@ def auroc_statistics(
     half = z_crit * np.sqrt(np.maximum(variance, 0.0))
     ci_low = np.clip(auroc - half, 0.0, 1.0)
     ci_high = np.clip(auroc + half, 0.0, 1.0)
+    # Perfect separation makes DeLong's variance 0 and its CI collapse onto the AUROC, which overstates
+    # certainty for small groups: use Newcombe's score interval (his Method 5) there instead.
+    separated = (variance <= 1e-12) & (np.abs(auroc - 0.5) > 1e-9)
+    if separated.any() and min(n_a, n_b) >= 1:
+        ci_low[separated], ci_high[separated] = newcombe_interval(auroc[separated], n_a, n_b, z_crit)
     if min(n_a, n_b) < 2:  # DeLong's variance needs two members per group
         ci_low[:] = 0.0
         ci_high[:] = 1.0
@@ -285,6 +290,37 @@ def auroc_statistics(
         n_a=n_a,
         n_b=n_b,
     )
+
+
+def newcombe_interval(auroc: np.ndarray, n_a: int, n_b: int, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """Newcombe's (2006, Method 5) score-type CI of the AUROC: solves (A - t)^2 = z^2 V(t) on each side.
+
+    ``V(t) = t (1 - t) / (n_a n_b) * [1 + N* ((1 - t) / (2 - t) + t / (1 + t))]``, ``N* = (n_a + n_b) / 2 - 1``.
+    Unlike DeLong's interval it stays non-degenerate at AUROC 0 or 1 (e.g. about [0.92, 1] for 24 vs 24).
+    """
+    a = np.asarray(auroc, dtype=np.float64)
+    n_star = (n_a + n_b) / 2.0 - 1.0
+
+    def excess(t: np.ndarray) -> np.ndarray:
+        var = t * (1.0 - t) / (n_a * n_b) * (1.0 + n_star * ((1.0 - t) / (2.0 - t) + t / (1.0 + t)))
+        return (a - t) ** 2 - z * z * var
+
+    def solve(lo: np.ndarray, hi: np.ndarray, outside_is_lo: bool) -> np.ndarray:
+        lo, hi = lo.copy(), hi.copy()
+        for _ in range(60):  # bisection: excess > 0 outside the interval, <= 0 inside
+            mid = (lo + hi) / 2.0
+            outside = excess(mid) > 0
+            if outside_is_lo:
+                lo = np.where(outside, mid, lo)
+                hi = np.where(outside, hi, mid)
+            else:
+                hi = np.where(outside, mid, hi)
+                lo = np.where(outside, lo, mid)
+        return (lo + hi) / 2.0
+
+    lower = np.where(a > 0, solve(np.zeros_like(a), a, True), 0.0)
+    upper = np.where(a < 1, solve(a, np.ones_like(a), False), 1.0)
+    return lower, upper
 
 
 def _rank_block(
