@@ -36,6 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("Render SynthCXR images and build SynthDiffBench.", "evals.synth.cli:add_arguments"),
     "demo": ("Offline demo: a SynthCXR pair, the mini models and the rules policy.", "evals.cli:demo_arguments"),
     "config": ("Print the effective settings (defaults < YAML < RADDIFF_* env < flags).", "evals.cli:config_arguments"),
+    "chat": ("Local web app: explore two sets in a conversation with the agent.", "evals.ui.cli:chat_arguments"),
+    "trace": ("Show a run's reasoning: 'show RUN' (a tree) or 'view RUN' (a page).", "evals.ui.cli:trace_arguments"),
 }
 
 

@@ -65,6 +65,11 @@ def workspace_for(context: RunContext, state: State) -> Workspace:
     return ws
 
 
+def workspace_of(run_id: str) -> Workspace | None:
+    """The open workspace of a run in this process, if any."""
+    return _WORKSPACES.get(run_id)
+
+
 def release_run(run_id: str) -> None:
     """Forget the run's workspace and trace writer (after the run, or before resuming in a new process)."""
     _WORKSPACES.pop(run_id, None)

@@ -1,7 +1,8 @@
 """Running the radiologist graph: checkpointed, resumable by run id, with results written as JSON and Markdown.
 
 A run's folder (``<output_dir>/<run_id>/``) holds ``checkpoints.sqlite`` (LangGraph's SQLite checkpointer),
-``trace.jsonl`` (every node and tool call), ``result.json`` and ``result.md``. ``resume=True`` continues
+``trace.jsonl`` (every node and tool call), ``result.json``, ``result.md``, ``scores.json`` (per-study scores of
+the top hypotheses) and ``report.html`` (self-contained report, :mod:`graphs.report_html`). ``resume=True`` continues
 an interrupted run from its last checkpoint: completed nodes are not re-run, so no tool result is lost or
 repeated.
 """
@@ -118,15 +119,32 @@ def run_agent(
                     on_event(node, update or {})
         values = graph.get_state(config).values
     trace.event("run_end", seconds=round(time.perf_counter() - started, 3))
+    rows = _score_rows_of(context.run_id, values)
     release_run(context.run_id)
-    return _finish(values, run_dir)
+    return _finish(values, run_dir, rows)
 
 
-def _finish(values: dict[str, Any], run_dir: Path) -> RunResult:
+def _score_rows_of(run_id: str, values: dict[str, Any]) -> dict[str, Any] | None:
+    from graphs.radiologist import workspace_of
+    from graphs.report_html import score_rows
+
+    result = values.get("result")
+    workspace = workspace_of(run_id)
+    if workspace is None or not isinstance(result, RunResult):
+        return None
+    return score_rows(workspace, result.ranked)
+
+
+def _finish(values: dict[str, Any], run_dir: Path, rows: dict[str, Any] | None = None) -> RunResult:
+    from graphs.report_html import write_html_report, write_score_rows
+
     result = values.get("result")
     if not isinstance(result, RunResult):
         raise InputError(f"run in {run_dir} ended without a result")
     write_result(result, run_dir)
+    if rows is not None:
+        write_score_rows(rows, run_dir)
+    write_html_report(result, run_dir, values.get("comparison"), rows)
     return result
 
 

@@ -109,6 +109,7 @@ class Workspace:
         self._describer: Any = None
         self._cache: Any = None
         self._embedded: _Embedded | None = None
+        self._report_rows: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -341,6 +342,9 @@ class Workspace:
         toward = np.array([h.group == "A" for h in hypotheses])
         evidence = evidence_indices(scores, in_a, k=max(self.evidence_k, 1), toward_a=toward)
         ids = [self._studies[i][1].study_id for i in keep]
+        groups = [self._studies[i][0] for i in keep]
+        for h, row in zip(hypotheses, scores, strict=True):
+            self._report_rows[h.key] = {"ids": ids, "groups": groups, "scores": [float(v) for v in row]}
         return [
             self._scored(h, s, round_, [ids[i] for i in a], [ids[i] for i in b], None)
             for h, s, (a, b) in zip(hypotheses, stats, evidence, strict=True)
@@ -424,6 +428,35 @@ class Workspace:
 
     # ------------------------------------------------------------------ final report
 
+    def score_rows(self, hypotheses: Sequence[Hypothesis]) -> dict[str, dict[str, Any]]:
+        """Per-study scores of full-image hypotheses: key -> {"ids", "groups", "scores"} (for plots and reports).
+
+        Rows kept from verification are reused; missing ones are scored now (from cached embeddings) without
+        being recorded as agent tool calls.
+        """
+        missing = [h for h in hypotheses if h.key not in self._rows()]
+        if missing:
+            hook, self.on_tool_call = self.on_tool_call, None
+            try:
+                self._score_any(missing, 0, None)
+            finally:
+                self.on_tool_call = hook
+        rows = self._rows()
+        return {h.key: rows[h.key] for h in hypotheses if h.key in rows}
+
+    def _rows(self) -> dict[str, dict[str, Any]]:
+        if self.scorer_id == "reports":
+            return self._report_rows
+        if self._embedded is None:
+            return {}
+        embedded = self._embedded
+        ids = [self._studies[i][1].study_id for i in embedded.study_index]
+        groups = [self._studies[i][0] for i in embedded.study_index]
+        return {
+            key: {"ids": ids, "groups": groups, "scores": [float(v) for v in row]}
+            for key, row in embedded.matrix.items()
+        }
+
     def finalize(self, pool: Sequence[ScoredHypothesis]) -> list[ScoredHypothesis]:
         """Deduplicate and rank; q-values recomputed by Benjamini-Hochberg across all of the run's tests."""
         from tools.scoring import benjamini_hochberg
@@ -442,9 +475,12 @@ class Workspace:
         from tools.confounders import check_confounders
 
         started = time.perf_counter()
-        if self._embedded is None:
+        if self.scorer_id == "reports":
             return None
-        embedded = self._embedded
+        embedded = self._embed_all()  # a resumed run's fresh workspace: embeddings come from the cache
+        missing = [s.hypothesis for s in top if s.hypothesis.key not in embedded.matrix and s.region is None]
+        if missing:
+            self.score_rows(missing)
         metadata = [self._studies[i][1].metadata for i in embedded.study_index]
         if not any(m.as_flat_dict() for m in metadata):
             self._record("confounder_check", {}, started, "no per-study metadata: nothing to check")

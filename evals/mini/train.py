@@ -32,10 +32,11 @@ class TrainConfig:
 
     seed: int = 0
     n_images: int = 4000
-    steps: int = 700
+    steps: int = 1400
     batch_size: int = 48
     lr: float = 2e-3
     weight_decay: float = 1e-4
+    max_pos_weight: float = 10.0
     threads: int = 2
     model: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_CONFIG))
 
@@ -93,6 +94,9 @@ def train_mini(
     index = {t: i for i, t in enumerate(flat)}
     sentence_ids = [np.array([index[t] for t in group]) for group in sentences]
     feats = torch.from_numpy(features)
+    positives = (truths == 1).sum(axis=0).astype(np.float32)
+    negatives = (truths == 0).sum(axis=0).astype(np.float32)
+    pos_weight = torch.from_numpy(np.clip(negatives / np.maximum(positives, 1.0), 1.0, config.max_pos_weight))
     pixels = preprocess_images(list(pool.images), size)
 
     module = build_mini_modules(config.model)
@@ -112,8 +116,10 @@ def train_mini(
             image = module.encode_image(batch)  # type: ignore[operator]
             logits = module.logits(image, text)  # type: ignore[operator]
             target = torch.from_numpy(truths[idx].astype(np.float32))
-            mask = target >= 0
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits[mask], target[mask])
+            # balanced per statement: a rare finding's positives weigh as much as its many negatives
+            weight = torch.where(target > 0.5, pos_weight, torch.ones_like(target)) * (target >= 0)
+            losses = torch.nn.functional.binary_cross_entropy_with_logits(logits, target.clamp(min=0), reduction="none")
+            loss = (losses * weight).sum() / weight.sum()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

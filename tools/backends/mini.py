@@ -37,6 +37,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "embed_dim": 256,
     "text_dim": 384,
     "text_hidden": 512,
+    "pool_grid": 4,
+    "head": "grid+max+mean",
 }
 
 
@@ -69,7 +71,7 @@ def build_mini_modules(config: dict[str, Any]) -> nn.Module:
             return torch.relu(y + self.skip(x))
 
     class ImageTower(nn.Module):
-        def __init__(self, widths: list[int], embed_dim: int) -> None:
+        def __init__(self, widths: list[int], embed_dim: int, pool_grid: int, head: str) -> None:
             super().__init__()
             self.stem = nn.Sequential(
                 nn.Conv2d(1, widths[0], 5, 2, 2, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(), nn.MaxPool2d(2)
@@ -81,21 +83,31 @@ def build_mini_modules(config: dict[str, Any]) -> nn.Module:
                 layers.append(Block(width, width, 1))
                 cin = width
             self.body = nn.Sequential(*layers)
-            # spatial attention pooling keeps where things are (side, lobe, tip) in the embedding
-            self.pool_grid = 4
-            self.head = nn.Sequential(
-                nn.Flatten(), nn.Linear(cin * self.pool_grid**2, 512), nn.ReLU(), nn.Linear(512, embed_dim)
-            )
+            # a coarse spatial grid keeps where things are (side, lobe, tip); global max pooling keeps small,
+            # bright, localized things (tubes, wires, a pacemaker, a nodule) that averaging would dilute
+            self.pool_grid = int(pool_grid)
+            self.global_pools = head == "grid+max+mean"  # "grid": the first released head (no global pools)
+            width = cin * (self.pool_grid**2 + (2 if self.global_pools else 0))
+            head_layers: list[nn.Module] = [nn.Linear(width, 512), nn.ReLU(), nn.Linear(512, embed_dim)]
+            if not self.global_pools:
+                head_layers.insert(0, nn.Flatten())  # the first release's layer layout, so its weights still load
+            self.head = nn.Sequential(*head_layers)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             y = self.body(self.stem(x))
-            y = nn.functional.adaptive_avg_pool2d(y, self.pool_grid)
-            return self.head(y)
+            grid = nn.functional.adaptive_avg_pool2d(y, self.pool_grid).flatten(1)
+            if not self.global_pools:
+                return self.head(grid)
+            peak = nn.functional.adaptive_max_pool2d(y, 1).flatten(1)
+            mean = y.mean(dim=(2, 3))
+            return self.head(torch.cat([grid, peak, mean], dim=1))
 
     class MiniCXRClip(nn.Module):
         def __init__(self, cfg: dict[str, Any]) -> None:
             super().__init__()
-            self.image_tower = ImageTower(list(cfg["widths"]), int(cfg["embed_dim"]))
+            self.image_tower = ImageTower(
+                list(cfg["widths"]), int(cfg["embed_dim"]), int(cfg["pool_grid"]), str(cfg["head"])
+            )
             self.text_proj = nn.Sequential(
                 nn.Linear(int(cfg["text_dim"]), int(cfg["text_hidden"])),
                 nn.GELU(),

@@ -1,0 +1,1 @@
+"""Exploration and inspection views: the chat app (``raddiff chat``) and run traces (``raddiff trace``)."""
