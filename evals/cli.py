@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("Print the effective settings (defaults < YAML < RADDIFF_* env < flags).", "evals.cli:config_arguments"),
     "chat": ("Local web app: explore two sets in a conversation with the agent.", "evals.ui.cli:chat_arguments"),
     "trace": ("Show a run's reasoning: 'show RUN' (a tree) or 'view RUN' (a page).", "evals.ui.cli:trace_arguments"),
+    "bench": ("Run benchmarks: raddiffbench, synthdiffbench or a JSONL pair file.", "evals.bench.cli:add_arguments"),
 }
 
 

@@ -1,0 +1,262 @@
+"""Benchmark metrics and tables: acc@1 / acc@5 / acc@N overall and per difficulty, top-hypothesis AUROC,
+rounds, time and model calls per pair; JSON, Markdown, and the comparison with published figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.domain import GroupLabel
+
+DIFFICULTY_NAMES = {1: "easy", 2: "medium", 3: "hard"}
+
+
+class JudgedHypothesis(BaseModel):
+    """One ranked hypothesis of a pair with the judge's verdict."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rank: int = Field(ge=1)
+    text: str
+    group: GroupLabel
+    auroc: float = Field(description="Directional AUROC (high = more present in the group it names).")
+    region: str | None = None
+    score: int | None = Field(default=None, description="Judge score 0/1/2; None when the judge failed.")
+    reason: str = ""
+    judge_error: str | None = None
+
+
+class PairResult(BaseModel):
+    """Everything recorded for one benchmark pair (written to ``<out>/pairs/<pair_id>.json``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pair_id: str
+    index: int
+    suite: str
+    status: str = Field(description="'ok', or 'error' when loading or running the agent failed.")
+    error: str | None = None
+    difficulty: int | None = None
+    purity: float | None = None
+    set1: str = ""
+    set2: str = ""
+    judge: str = ""
+    ablations: list[str] = Field(default_factory=list)
+    hypotheses: list[JudgedHypothesis] = Field(default_factory=list)
+    acc1: float | None = None
+    acc5: float | None = None
+    accn: float | None = None
+    top_auroc: float | None = None
+    rounds: int = 0
+    stop_reason: str = ""
+    seconds: float = 0.0
+    tool_calls: int = 0
+    llm_calls: int = 0
+    tokens: int = 0
+    n_a: int = 0
+    n_b: int = 0
+    n_skipped: int = 0
+    confounder_flags: list[str] = Field(default_factory=list)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+def accuracy_at(scores: Sequence[int | None], k: int | None) -> float | None:
+    """Best score among the first ``k`` (all when ``None``) / 2; ``None`` when a judge error could change it.
+
+    No hypotheses at all is an accuracy of 0 (the system said nothing right), not an error.
+    """
+    window = list(scores if k is None else scores[:k])
+    known = [s for s in window if s is not None]
+    best = max(known, default=0)
+    if len(known) < len(window) and best < 2:
+        return None
+    return best / 2.0
+
+
+def _mean(values: Iterable[float | int | None]) -> float | None:
+    vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return sum(vals) / len(vals) if vals else None
+
+
+def summarize(results: Sequence[PairResult]) -> dict[str, Any]:
+    """Aggregate figures of a set of pair results (errors and judge errors counted, not averaged in)."""
+    ok = [r for r in results if r.status == "ok"]
+    judged = [r for r in ok if r.acc1 is not None]
+    return {
+        "n_pairs": len(results),
+        "n_ok": len(ok),
+        "n_errors": len(results) - len(ok),
+        "n_judge_errors": len(ok) - len(judged),
+        "acc1": _mean(r.acc1 for r in ok),
+        "acc5": _mean(r.acc5 for r in ok),
+        "accn": _mean(r.accn for r in ok),
+        "top_auroc": _mean(r.top_auroc for r in ok),
+        "rounds": _mean(r.rounds for r in ok),
+        "seconds": _mean(r.seconds for r in ok),
+        "tool_calls": _mean(r.tool_calls for r in ok),
+        "llm_calls": _mean(r.llm_calls for r in ok),
+        "tokens": _mean(r.tokens for r in ok),
+    }
+
+
+def summarize_suite(results: Sequence[PairResult]) -> dict[str, Any]:
+    """Overall figures plus one block per difficulty (pairs without a difficulty only count overall)."""
+    by_difficulty = {}
+    for level, name in DIFFICULTY_NAMES.items():
+        subset = [r for r in results if r.difficulty == level]
+        if subset:
+            by_difficulty[name] = summarize(subset)
+    return {"overall": summarize(results), "by_difficulty": by_difficulty}
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+METRIC_COLUMNS = (
+    ("pairs", "n_ok", 0),
+    ("errors", "n_errors", 0),
+    ("acc@1", "acc1", 3),
+    ("acc@5", "acc5", 3),
+    ("acc@N", "accn", 3),
+    ("top AUROC", "top_auroc", 3),
+    ("rounds", "rounds", 2),
+    ("s / pair", "seconds", 1),
+    ("tool calls", "tool_calls", 1),
+    ("LLM calls", "llm_calls", 1),
+)
+
+
+def summary_markdown(summary: dict[str, Any], title: str = "") -> str:
+    """A Markdown table: one row overall and one per difficulty."""
+    head = "| subset | " + " | ".join(c[0] for c in METRIC_COLUMNS) + " |"
+    lines = ([f"### {title}", ""] if title else []) + [head, "|" + "---|" * (len(METRIC_COLUMNS) + 1)]
+    rows = [("all", summary["overall"])] + list(summary.get("by_difficulty", {}).items())
+    for name, block in rows:
+        cells = [_fmt(block.get(key), digits) if digits else _fmt(block.get(key)) for _h, key, digits in METRIC_COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def pairs_markdown(results: Sequence[PairResult], top: int = 1) -> str:
+    """Per-pair table: ground truth, top hypothesis, its score and AUROC."""
+    lines = [
+        "| pair | diff. | ground truth (A / B) | top hypothesis | score | AUROC | acc@5 | rounds | s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(results, key=lambda x: x.index):
+        if r.status != "ok":
+            lines.append(f"| {r.pair_id} | {r.difficulty or '-'} | {r.set1} / {r.set2} | ERROR: {r.error} | | | | | |")
+            continue
+        hyp = r.hypotheses[0] if r.hypotheses else None
+        text = f"{hyp.text} (more in {hyp.group})" if hyp else "(none)"
+        score = "-" if hyp is None else (_fmt(hyp.score) if hyp.judge_error is None else "judge error")
+        lines.append(
+            f"| {r.pair_id} | {r.difficulty or '-'} | {r.set1} / {r.set2} | {text} | {score} | "
+            f"{_fmt(r.top_auroc)} | {_fmt(r.acc5, 2)} | {r.rounds} | {r.seconds:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# Published figures (not run here unless a row says so).
+PUBLISHED: list[dict[str, Any]] = [
+    {
+        "system": "RadDiff (paper)",
+        "benchmark": "RadDiffBench (57 MIMIC-CXR pairs)",
+        "subset": "all",
+        "acc1": 0.47,
+        "acc5": None,
+        "note": "reported accuracy 47%",
+    },
+    {
+        "system": "RadDiff + ground-truth reports (paper)",
+        "benchmark": "RadDiffBench (57 MIMIC-CXR pairs)",
+        "subset": "all",
+        "acc1": 0.50,
+        "acc5": None,
+        "note": "reported accuracy 50%",
+    },
+    {
+        "system": "VisDiff (paper)",
+        "benchmark": "VisDiffBench (general images)",
+        "subset": "easy",
+        "acc1": 0.88,
+        "acc5": 0.99,
+        "note": "",
+    },
+    {
+        "system": "VisDiff (paper)",
+        "benchmark": "VisDiffBench (general images)",
+        "subset": "medium",
+        "acc1": 0.75,
+        "acc5": 0.86,
+        "note": "",
+    },
+    {
+        "system": "VisDiff (paper)",
+        "benchmark": "VisDiffBench (general images)",
+        "subset": "hard",
+        "acc1": 0.61,
+        "acc5": 0.80,
+        "note": "",
+    },
+]
+
+
+def comparison_markdown(ours: dict[str, dict[str, Any]], system: str = "raddiff (this project)") -> str:
+    """Published RadDiff / VisDiff figures next to ours; ``ours`` maps suite name -> :func:`summarize_suite`.
+
+    Every row states whether it was run here. RadDiffBench rows for this project appear as 'not run' unless
+    ``ours`` holds a raddiffbench summary.
+    """
+    lines = [
+        "| system | benchmark | subset | acc@1 | acc@5 | run here? | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in PUBLISHED:
+        lines.append(
+            f"| {row['system']} | {row['benchmark']} | {row['subset']} | {_fmt(row['acc1'], 2)} | "
+            f"{_fmt(row['acc5'], 2)} | no (published) | {row['note']} |"
+        )
+    for suite in ("raddiffbench", "synthdiffbench"):
+        summary = ours.get(suite)
+        bench = "RadDiffBench (57 MIMIC-CXR pairs)" if suite == "raddiffbench" else "SynthDiffBench (synthetic)"
+        if summary is None:
+            lines.append(
+                f"| {system} | {bench} | all | - | - | no | not run here"
+                + (" (needs credentialed MIMIC-CXR access)" if suite == "raddiffbench" else "")
+                + " |"
+            )
+            continue
+        rows = [("all", summary["overall"])] + list(summary.get("by_difficulty", {}).items())
+        for name, block in rows:
+            lines.append(
+                f"| {system} | {bench} | {name} | {_fmt(block.get('acc1'), 2)} | {_fmt(block.get('acc5'), 2)} | "
+                f"yes | {block.get('n_ok')} pairs |"
+            )
+    lines.append("")
+    lines.append(
+        "Published figures come from different benchmarks and judges; they are context, not a head-to-head "
+        "comparison. SynthDiffBench is synthetic (SynthCXR renderings), so its figures say nothing about real "
+        "radiographs."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def load_pair_results(out_dir: Path) -> list[PairResult]:
+    """Every stored pair result of a benchmark run folder, in suite order."""
+    folder = Path(out_dir) / "pairs"
+    results = [
+        PairResult.model_validate(json.loads(p.read_text(encoding="utf-8"))) for p in sorted(folder.glob("*.json"))
+    ]
+    return sorted(results, key=lambda r: r.index)
