@@ -28,6 +28,7 @@ from langgraph.runtime import Runtime
 from agent.context import RunContext
 from agent.convergence import stop_reason
 from agent.policies import Policy, get_policy
+from agent.policies.rules import text_support
 from agent.state import Budget, InputState, Observation, RoundStat, State
 from agent.trace import TraceWriter
 from tools.domain import Hypothesis, RunResult, ScoredHypothesis
@@ -307,7 +308,9 @@ def report(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Deduplicate and rank, recompute q-values across the run, run the confounder check, build the result."""
     context = runtime.context
     ws = workspace_for(context, state)
-    ranked = ws.finalize(state.get("pool", []))
+    pool = state.get("pool", [])
+    support = text_support([s.hypothesis for s in pool], state.get("observations", []))
+    ranked = ws.finalize(pool, support)
     budget = state.get("budget") or Budget(started_at=time.time())
     result = RunResult(
         run_id=context.run_id,

@@ -257,3 +257,27 @@ def test_llm_propose_sends_image_grids_to_a_multimodal_model(openai_server, tmp_
     images = [p for p in parts if p["type"] == "image_url"]
     assert len(images) == 2 and images[0]["image_url"]["url"].startswith("data:image/png;base64,")
     assert "group A" in parts[1]["text"] and "group B" in parts[3]["text"]
+
+
+def test_text_support_breaks_auroc_ties_towards_what_the_texts_say():
+    from agent.policies.rules import text_support
+    from tools.workspace import rank_scored
+
+    obs = [
+        _obs("A", ["Moderate right pleural effusion."] * 5 + ["Small right pleural effusion."]),
+        _obs("B", ["No pleural effusion."] * 6),
+    ]
+    moderate = _scored(
+        "moderate right pleural effusion", "pleural_effusion", {"side": "right", "size": "moderate"}, 1.0
+    )
+    small = _scored("small right pleural effusion", "pleural_effusion", {"side": "right", "size": "small"}, 1.0)
+    left = _scored("left pleural effusion", "pleural_effusion", {"side": "left"}, 0.7)
+    support = text_support([s.hypothesis for s in (moderate, small, left)], obs)
+    assert support[moderate.hypothesis.key] == pytest.approx(5 / 6, abs=1e-3)
+    assert support[small.hypothesis.key] == pytest.approx(1 / 6, abs=1e-3)
+    assert support[left.hypothesis.key] == 0.0
+    assert [s.hypothesis.text for s in rank_scored([small, left, moderate], support)][:2] == [
+        "moderate right pleural effusion",
+        "small right pleural effusion",
+    ]
+    assert rank_scored([moderate, small])[0].hypothesis.text == "moderate right pleural effusion"  # tie: order kept

@@ -61,19 +61,21 @@ class _Embedded:
     matrix: dict[str, np.ndarray] = field(default_factory=dict)  # hypothesis key -> scores per row
 
 
-def rank_key(item: ScoredHypothesis) -> tuple[float, int, float]:
-    """Sort key of the final ranking: AUROC (2 decimals), then specificity (attributes), then exact AUROC."""
-    return (round(item.directional_auroc, 2), len(item.hypothesis.attributes), item.directional_auroc)
+def rank_key(item: ScoredHypothesis, support: dict[str, float] | None = None) -> tuple[float, float, int, float]:
+    """Sort key of the ranking: AUROC (2 decimals), then how much the descriptions and reports back it (when
+    known), then specificity (number of attributes), then the exact AUROC."""
+    backing = (support or {}).get(item.hypothesis.key, 0.0)
+    return (round(item.directional_auroc, 2), backing, len(item.hypothesis.attributes), item.directional_auroc)
 
 
-def rank_scored(pool: Sequence[ScoredHypothesis]) -> list[ScoredHypothesis]:
+def rank_scored(pool: Sequence[ScoredHypothesis], support: dict[str, float] | None = None) -> list[ScoredHypothesis]:
     """Best first, one entry per (hypothesis text, region): the best-scored one."""
     best: dict[tuple[str, str | None], ScoredHypothesis] = {}
     for item in pool:
         key = (item.hypothesis.key, item.region)
         if key not in best or item.directional_auroc > best[key].directional_auroc:
             best[key] = item
-    return sorted(best.values(), key=rank_key, reverse=True)
+    return sorted(best.values(), key=lambda item: rank_key(item, support), reverse=True)
 
 
 class Workspace:
@@ -457,11 +459,14 @@ class Workspace:
             for key, row in embedded.matrix.items()
         }
 
-    def finalize(self, pool: Sequence[ScoredHypothesis]) -> list[ScoredHypothesis]:
-        """Deduplicate and rank; q-values recomputed by Benjamini-Hochberg across all of the run's tests."""
+    def finalize(
+        self, pool: Sequence[ScoredHypothesis], support: dict[str, float] | None = None
+    ) -> list[ScoredHypothesis]:
+        """Deduplicate and rank (``support``: text evidence per hypothesis key, the tie-breaker after AUROC);
+        q-values recomputed by Benjamini-Hochberg across all of the run's tests."""
         from tools.scoring import benjamini_hochberg
 
-        ranked = rank_scored(pool)
+        ranked = rank_scored(pool, support)
         if not ranked:
             return []
         q_values = benjamini_hochberg([s.score.p_value for s in ranked])

@@ -78,6 +78,34 @@ def evidence_from_observations(observations: Sequence[Observation]) -> dict[str,
     return table
 
 
+def text_support(hypotheses: Sequence[Hypothesis], observations: Sequence[Observation]) -> dict[str, float]:
+    """How much the descriptions and reports back each hypothesis: the fraction of its group's texts that call
+    its finding positive with all its attributes, minus that fraction in the other group (-1..1; 0 if unknown)."""
+    labelled: dict[str, list[list[tuple[str, dict[str, str]]]]] = {"A": [], "B": []}
+    for obs in observations:
+        if obs.kind in ("description", "reports") and obs.group is not None:
+            for text in obs.texts:
+                mentions = label_report(text).mentions
+                labelled[obs.group].append([(m.finding, m.attributes) for m in mentions if m.status == "positive"])
+    out: dict[str, float] = {}
+    for hyp in hypotheses:
+        if hyp.finding is None:
+            out[hyp.key] = 0.0
+            continue
+
+        def share(group: str, hyp: Hypothesis = hyp) -> float:
+            texts = labelled[group]
+            hits = sum(
+                any(f == hyp.finding and all(a.get(k) == v for k, v in hyp.attributes.items()) for f, a in text)
+                for text in texts
+            )
+            return hits / len(texts) if texts else 0.0
+
+        other = "B" if hyp.group == "A" else "A"
+        out[hyp.key] = round(share(hyp.group) - share(other), 4)
+    return out
+
+
 def _common_attributes(evidence: FindingEvidence, group: str) -> dict[str, str]:
     allowed = FINDINGS[evidence.finding].attributes
     out = {}
