@@ -87,7 +87,7 @@ def _node(name: str) -> Callable[[Callable[[State, Runtime[RunContext]], dict[st
             started = time.perf_counter()
             try:
                 update = fn(state, runtime)
-            except Exception as exc:
+            except BaseException as exc:  # recorded (Ctrl-C included) and re-raised
                 trace.event("node_error", node=name, error=f"{type(exc).__name__}: {exc}")
                 raise
             trace.event(

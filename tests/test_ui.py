@@ -90,7 +90,7 @@ def _events() -> list[dict]:
         {"event": "decision", "round": 1, "decision": {"action": "zoom", "region": "costophrenic_angle_left"}},
         {"event": "node_end", "node": "reflect", "round": 1, "seconds": 0.0, "update": {}},
         {"event": "node_start", "node": "zoom", "round": 1},
-        {"event": "node_error", "node": "zoom", "error": "KeyboardInterrupt: "},
+        {"event": "node_error", "node": "zoom", "error": "RuntimeError: crop failed"},
         {"event": "resume", "next": ["zoom"]},
         {"event": "node_start", "node": "zoom", "round": 1},
         {
@@ -116,7 +116,9 @@ def test_outline_groups_parts_rounds_tools_and_best_auroc():
     assert verify.node == "verify" and verify.tools[0]["tool"] == "score_hypotheses"
     reflect = first.phases[1].steps[2]
     assert any("zoom (costophrenic_angle_left)" in n for n in reflect.notes)
-    assert first.phases[2].steps[0].status == "error"
+    assert first.phases[2].steps[0].status == "error"  # an exception; a Ctrl-C reads "interrupted"
+    ctrl_c = [dict(e, error="KeyboardInterrupt: ") if e["event"] == "node_error" else e for e in _events()]
+    assert build_outline(ctrl_c)[0].phases[2].steps[0].status == "interrupted"
     assert second.phases[0].title == "round 2" and second.phases[0].best_auroc == pytest.approx(0.95)
     assert second.ended.startswith("run ended")
 

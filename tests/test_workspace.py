@@ -58,7 +58,10 @@ def test_zoom_rescores_on_region_crops(workspace, tools):
         "costophrenic_angle_right", [Hypothesis(text="pleural effusion", group="A")], n_per_group=10
     )
     assert data["n_a"] == 10 and data["n_b"] == 10 and scored[0].region == "costophrenic_angle_right"
-    assert scored[0].directional_auroc > 0.8
+    # the mini model was trained on whole frames only, so its AUROC on crops is not asserted here (see
+    # evals/benchmarks/bench_zoom.py): the region-restricted statistics themselves must be sound
+    stats = scored[0].score
+    assert stats.n_a == 10 and stats.n_b == 10 and stats.ci_low <= stats.auroc <= stats.ci_high
     assert (workspace.artifacts_dir / "zoom-costophrenic_angle_right-round0.png").is_file()
     assert tools["localize_and_zoom"].invoke({"region": "elbow", "hypotheses": ["x"]}).startswith("error: unknown")
 

@@ -131,8 +131,11 @@ def build_outline(events: list[dict[str, Any]]) -> list[Part]:
             current = None
         elif kind == "node_error":
             if current is not None:
-                current.status = "error"
-                current.notes.append(f"error: {event.get('error')}")
+                error = str(event.get("error") or "")
+                interrupted = error.startswith(("KeyboardInterrupt", "GraphInterrupt", "CancelledError"))
+                current.status = "interrupted" if interrupted else "error"
+                if not interrupted:
+                    current.notes.append(f"error: {error}")
             current = None
         elif kind == "tool":
             if current is None:
