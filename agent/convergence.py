@@ -12,14 +12,16 @@ from agent.state import Budget, RoundStat
 def stop_reason(history: Sequence[RoundStat], budget: Budget, context: RunContext, now: float | None = None) -> str:
     """Return why the loop must stop now, or ``""`` to go on.
 
-    Stops when the best AUROC reaches the ceiling; when, over the last round, neither the best AUROC nor
+    Stops when the best AUROC reaches the ceiling (from the second verified round on: the first round's
+    hypotheses get one chance to be sharpened, since a saturated AUROC says nothing about specificity); when,
+    over the last round, neither the best AUROC nor
     the mean of the top k improved by at least ``convergence_delta``; at the round budget; when the time
     or token budget is spent. ``history`` holds one entry per verified round.
     """
     if not history:
         return ""
     last = history[-1]
-    if last.best_auroc >= context.auroc_ceiling:
+    if last.best_auroc >= context.auroc_ceiling and len(history) >= 2:
         return f"best AUROC {last.best_auroc:.3f} reached the ceiling {context.auroc_ceiling:.3f}"
     if len(history) >= context.max_rounds:
         return f"round budget of {context.max_rounds} rounds spent"
