@@ -282,3 +282,22 @@ def test_text_support_breaks_auroc_ties_towards_what_the_texts_say():
         "small right pleural effusion",
     ]
     assert rank_scored([moderate, small])[0].hypothesis.text == "moderate right pleural effusion"  # tie: order kept
+
+
+def test_ranking_prefers_the_most_specific_wording_the_texts_support():
+    from agent.policies.rules import text_support
+    from tools.workspace import rank_scored
+
+    obs = [
+        _obs("A", ["Moderate right pleural effusion."] * 4 + ["Right pleural effusion."] * 2),
+        _obs("B", ["No pleural effusion."] * 6),
+    ]
+    broad = _scored("right pleural effusion", "pleural_effusion", {"side": "right"}, 1.0)
+    exact = _scored("moderate right pleural effusion", "pleural_effusion", {"side": "right", "size": "moderate"}, 1.0)
+    wrong = _scored("small right pleural effusion", "pleural_effusion", {"side": "right", "size": "small"}, 1.0)
+    support = text_support([s.hypothesis for s in (broad, exact, wrong)], obs)
+    assert [s.hypothesis.text for s in rank_scored([broad, wrong, exact], support)] == [
+        "moderate right pleural effusion",
+        "right pleural effusion",
+        "small right pleural effusion",
+    ]

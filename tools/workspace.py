@@ -62,10 +62,13 @@ class _Embedded:
 
 
 def rank_key(item: ScoredHypothesis, support: dict[str, float] | None = None) -> tuple[float, float, int, float]:
-    """Sort key of the ranking: AUROC (2 decimals), then how much the descriptions and reports back it (when
-    known), then specificity (number of attributes), then the exact AUROC."""
+    """Sort key of the ranking: AUROC (2 decimals); then text backing weighted by specificity, i.e. how much the
+    descriptions and reports back the hypothesis times (1 + its number of attributes), so among equally separating
+    wordings the most specific one the texts still support wins; then the number of attributes; then AUROC."""
     backing = (support or {}).get(item.hypothesis.key, 0.0)
-    return (round(item.directional_auroc, 2), backing, len(item.hypothesis.attributes), item.directional_auroc)
+    n_attributes = len(item.hypothesis.attributes)
+    weighted = round(backing * (1.0 + n_attributes), 4)
+    return (round(item.directional_auroc, 2), weighted, n_attributes, item.directional_auroc)
 
 
 def rank_scored(pool: Sequence[ScoredHypothesis], support: dict[str, float] | None = None) -> list[ScoredHypothesis]:
