@@ -36,11 +36,14 @@ def render_card(data: dict[str, Any], weights_mb: float) -> str:
         "",
         f"- Data: {training.get('n_images', '?')} SynthCXR images (random mixes of 0-3 findings with random",
         "  attributes, random patient variability), seeds disjoint from calibration and evaluation.",
-        f"- Objective: sigmoid image-sentence loss over {training.get('statements', '?')} finding statements",
+        f"- Objective: sigmoid image-sentence loss, balanced per statement (positives weighted up to "
+        f"{training.get('max_pos_weight', '?')}x), over {training.get('statements', '?')} finding statements",
         f"  ({training.get('sentences', '?')} phrasings: present findings with attribute subsets, and negations).",
         f"- {training.get('steps', '?')} steps of {training.get('batch_size', '?')} images, AdamW, one-cycle lr "
         f"{training.get('lr', '?')}, seed {training.get('seed', '?')}; rendering "
-        f"{training.get('render_seconds', '?')} s, training {training.get('train_seconds', '?')} s on a 2-core CPU.",
+        f"{training.get('render_seconds', '?')} s (near 0 when the images were cached by an earlier run; about 2-4 min "
+        f"fresh), training {training.get('train_seconds', '?')} s on a 2-core CPU.",
+        "- Image tower head: a 4x4 average-pooled grid plus global max and mean pooling (small bright devices).",
         f"- Weights: {weights_mb:.1f} MB (safetensors), in `tools/weights/`.",
         "- Reproduce: `raddiff train-mini` (renders, trains, calibrates, evaluates and rewrites this card);",
         "  measure the committed weights again: `raddiff eval-mini`.",

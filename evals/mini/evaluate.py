@@ -119,14 +119,21 @@ def calibration_recipes(n: int) -> list[tuple[Truth, int]]:
 
 
 def calibrate_thresholds(describer: MiniDescriber, images: np.ndarray, truths: list[Truth]) -> dict[str, float]:
-    """Per-finding threshold on the contrast score that maximises F1 on the calibration images."""
+    """Per-finding threshold on the contrast score that maximises F1 on the calibration images, among thresholds
+    that call the finding in at most twice its prevalence (+5%): a finding the model cannot see is then rarely
+    reported, instead of on every image (which is what maximising F1 alone does for an undetectable finding)."""
     scores = describer.decision_scores(list(images))
     thresholds = {}
     for j, key in enumerate(describer.keys):
         truth = np.array([key in t for t in truths])
         if truth.sum() == 0:
             continue
-        candidates = np.unique(np.quantile(scores[:, j], np.linspace(0.02, 0.98, 97)))
+        ceiling = min(1.0, 2.0 * truth.mean() + 0.05)
+        candidates = [
+            c
+            for c in np.unique(np.quantile(scores[:, j], np.linspace(0.02, 0.995, 120)))
+            if np.mean(scores[:, j] > c) <= ceiling
+        ]
         best = max(candidates, key=lambda c: _f1(scores[:, j] > c, truth))
         thresholds[key] = float(best)
     return thresholds
