@@ -175,12 +175,6 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _ci(s: ScoredHypothesis) -> tuple[float, float]:
-    if s.hypothesis.group == "A":
-        return s.score.ci_low, s.score.ci_high
-    return 1.0 - s.score.ci_high, 1.0 - s.score.ci_low
-
-
 def package_versions() -> dict[str, str]:
     """Python and key package versions (``not installed`` where absent)."""
     out = {"python": platform.python_version()}
@@ -256,7 +250,7 @@ def render_html_report(
         "<th>AUROC</th><th>95% CI</th><th>q-value</th><th>region</th><th>round</th></tr>",
     ]
     for i, s in enumerate(result.ranked[:top], start=1):
-        lo, hi = _ci(s)
+        lo, hi = s.directional_ci
         out.append(
             f"<tr><td>{i}</td><td>{_e(s.hypothesis.text)}</td><td>{_e(s.hypothesis.group)}</td>"
             f"<td>{s.directional_auroc:.3f}</td><td>{lo:.3f}-{hi:.3f}</td><td>{s.score.q_value:.2g}</td>"

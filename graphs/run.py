@@ -170,7 +170,7 @@ def result_markdown(result: RunResult, top: int = 15) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for i, s in enumerate(result.ranked[:top], start=1):
-        lo, hi = _directional_ci(s)
+        lo, hi = s.directional_ci
         lines.append(
             f"| {i} | {s.hypothesis.text} | {s.hypothesis.group} | {s.directional_auroc:.3f} | {lo:.3f}-{hi:.3f} | "
             f"{s.score.q_value:.2g} | {s.region or 'full image'} | {', '.join(s.evidence_a)} | "
@@ -186,17 +186,11 @@ def result_markdown(result: RunResult, top: int = 15) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _directional_ci(s: ScoredHypothesis) -> tuple[float, float]:
-    if s.hypothesis.group == "A":
-        return s.score.ci_low, s.score.ci_high
-    return 1.0 - s.score.ci_high, 1.0 - s.score.ci_low
-
-
 def result_summary(result: RunResult, top: int = 5) -> str:
     """A few plain lines for a terminal: the top differences with AUROC and CI."""
     lines = []
     for i, s in enumerate(result.ranked[:top], start=1):
-        lo, hi = _directional_ci(s)
+        lo, hi = s.directional_ci
         where = f" [{s.region}]" if s.region else ""
         lines.append(
             f"{i}. {s.hypothesis.text} (more in {s.hypothesis.group}){where}: AUROC {s.directional_auroc:.3f} "

@@ -158,7 +158,7 @@ def _line(s: object) -> str:
 
     assert isinstance(s, ScoredHypothesis)
     sc = s.score
-    lo, hi = (sc.ci_low, sc.ci_high) if s.hypothesis.group == "A" else (1 - sc.ci_high, 1 - sc.ci_low)
+    lo, hi = s.directional_ci
     return (
         f"- {s.hypothesis.text} (more in {s.hypothesis.group}): AUROC {s.directional_auroc:.3f} "
         f"[95% CI {lo:.3f}-{hi:.3f}], q={sc.q_value:.2g}; typical A: {', '.join(s.evidence_a) or '-'}; "

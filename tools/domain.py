@@ -185,6 +185,13 @@ class ScoredHypothesis(BaseModel):
         """AUROC oriented by the hypothesis' group: high when it is more present where it claims."""
         return self.score.auroc if self.hypothesis.group == "A" else 1.0 - self.score.auroc
 
+    @property
+    def directional_ci(self) -> tuple[float, float]:
+        """The 95% CI of :attr:`directional_auroc` (low, high)."""
+        if self.hypothesis.group == "A":
+            return self.score.ci_low, self.score.ci_high
+        return 1.0 - self.score.ci_high, 1.0 - self.score.ci_low
+
 
 class SkippedItem(BaseModel):
     """An input that was reported and skipped instead of stopping the run."""

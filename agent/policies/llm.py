@@ -264,7 +264,7 @@ def _render_scored(scored: Sequence[ScoredHypothesis], k: int) -> str:
         where = f" [zoomed {s.region}]" if s.region else ""
         lines.append(
             f"- {s.hypothesis.text} (more in {s.hypothesis.group}){where}: AUROC {s.directional_auroc:.3f} "
-            f"CI {s.score.ci_low:.3f}-{s.score.ci_high:.3f} q={s.score.q_value:.2g}; "
+            f"CI {s.directional_ci[0]:.3f}-{s.directional_ci[1]:.3f} q={s.score.q_value:.2g}; "
             f"typical A {', '.join(s.evidence_a) or '-'}; typical B {', '.join(s.evidence_b) or '-'}"
         )
     return "\n".join(lines)

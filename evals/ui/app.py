@@ -455,7 +455,7 @@ def _result_text(result: RunResult, top: int = 5) -> str:
         return "No difference could be scored."
     lines = [f"**Ranked differences** ({result.rounds} round(s); stopped: {as_text(result.stop_reason)}):"]
     for i, s in enumerate(result.ranked[:top], start=1):
-        lo, hi = _ci(s)
+        lo, hi = s.directional_ci
         lines.append(
             f"{i}\\. {as_text(s.hypothesis.text)} (more in {s.hypothesis.group}): AUROC "
             f"{s.directional_auroc:.3f} (95% CI {lo:.3f}-{hi:.3f}, q={s.score.q_value:.2g})"
@@ -464,17 +464,11 @@ def _result_text(result: RunResult, top: int = 5) -> str:
     return "\n\n".join(lines)
 
 
-def _ci(s: ScoredHypothesis) -> tuple[float, float]:
-    if s.hypothesis.group == "A":
-        return s.score.ci_low, s.score.ci_high
-    return 1.0 - s.score.ci_high, 1.0 - s.score.ci_low
-
-
 def table_rows(items: list[ScoredHypothesis], n_user: int = 0) -> list[list[Any]]:
     """Rows of the hypotheses table (plain text cells)."""
     rows = []
     for i, s in enumerate(items, start=1):
-        lo, hi = _ci(s)
+        lo, hi = s.directional_ci
         rows.append(
             [
                 i,
@@ -585,7 +579,7 @@ def score_user_hypothesis(session: ChatSession, intent: Intent) -> None:
     item = scored[0]
     session.user_scored.insert(0, item)
     session.rows.update(score_rows(ws, [item]))
-    lo, hi = _ci(item)
+    lo, hi = item.directional_ci
     step["content"] = as_text(
         f"{item.hypothesis.text}: more in {item.hypothesis.group}, AUROC {item.directional_auroc:.3f} "
         f"(95% CI {lo:.3f}-{hi:.3f}, p={item.score.p_value:.2g}; a single test, no correction)"
