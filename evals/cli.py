@@ -8,7 +8,6 @@ print as one line on stderr and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Callable
@@ -43,9 +42,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _resolve(target: str) -> AddArguments:
-    module_name, _, attr = target.partition(":")
-    module = importlib.import_module(module_name)
-    return cast(AddArguments, getattr(module, attr))
+    from tools.plugins import load_target
+
+    return cast(AddArguments, load_target(target, what="raddiff subcommand"))
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:

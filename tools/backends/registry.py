@@ -13,7 +13,6 @@ Scorer ids (``Settings.scorer`` / ``--scorer``):
 
 from __future__ import annotations
 
-import importlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,16 +119,6 @@ def _load(spec: ScorerSpec, device: str, dtype: str, batch_size: int) -> Any:
 
 
 def _factory(target: str) -> Any:
-    module_name, _, attr = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        raise InputError(
-            f"scorer 'mini': {module_name} is not in this installation; use chexzero:PATH or open_clip:NAME@PRETRAINED"
-        ) from exc
-    factory = getattr(module, attr, None)
-    if factory is None:
-        raise InputError(f"scorer 'mini': {module_name} has no {attr}(); the installation is incomplete")
-    return factory
+    from tools.plugins import load_target
+
+    return load_target(target, what="scorer 'mini'", hint="use chexzero:PATH or open_clip:NAME@PRETRAINED")

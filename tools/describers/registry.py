@@ -12,7 +12,6 @@ Ids (``Settings.describer``):
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,19 +71,16 @@ def resolve_base_url(settings: Settings) -> str | None:
 
 
 def _load_factory(path: str) -> Callable[[Settings], Describer]:
-    module_name, _, attr = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise DescriberError(
-                f"the 'mini' describer is not available in this install ({module_name} is missing); "
-                "use describer 'chexagent:MODEL_ID' or 'openai:MODEL'"
-            ) from None
-        raise
-    factory = getattr(module, attr, None)
+    from tools.plugins import load_target
+
+    factory = load_target(
+        path,
+        what="the 'mini' describer",
+        hint="use describer 'chexagent:MODEL_ID' or 'openai:MODEL'",
+        error=DescriberError,
+    )
     if not callable(factory):
-        raise DescriberError(f"{path}: no describer factory {attr!r} in {module_name}")
+        raise DescriberError(f"{path}: no describer factory in {path.partition(':')[0]}")
     return cast(Callable[[Settings], Describer], factory)
 
 
