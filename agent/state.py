@@ -51,7 +51,6 @@ class Budget(BaseModel):
     started_at: float = Field(description="time.time() when the run started.")
     llm_calls: int = 0
     tokens: int = 0
-    tool_calls: int = 0
 
 
 class InputState(TypedDict):

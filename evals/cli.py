@@ -66,7 +66,12 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     }
     image_root = getattr(args, "image_root", None)
     reports_root = getattr(args, "reports_root", None)
-    return load_settings(getattr(args, "config", None), image_root=image_root, reports_root=reports_root, **overrides)
+    settings = load_settings(
+        getattr(args, "config", None), image_root=image_root, reports_root=reports_root, **overrides
+    )
+    if not getattr(args, "verbose", False):  # --verbose wins over the configured level
+        logging.getLogger().setLevel(settings.log_level)
+    return settings
 
 
 # ---------------------------------------------------------------- compare

@@ -120,10 +120,6 @@ def _summary(update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _policy(context: RunContext) -> Policy:
-    return get_policy(context)
-
-
 def _sample_observations(
     ws: Workspace, context: RunContext, round_: int, n: int, exclude: set[str]
 ) -> list[Observation]:
@@ -164,7 +160,7 @@ def hypothesize(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     round_ = state.get("round", 0)
     decision = state.get("decision")
     ws = workspace_for(context, state)
-    policy = _policy(context)
+    policy = get_policy(context)
     tokens_before = getattr(policy, "tokens", 0)
     if decision is not None and decision.action == "refine" and decision.hypotheses:
         pending = [ws.annotate(h.to_hypothesis(f"refine/round{round_}")) for h in decision.hypotheses]
@@ -228,7 +224,7 @@ def reflect(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         return {"stop_reason": reason, "decision": None}
     if not context.refine:
         return {"stop_reason": "single pass (refinement disabled)", "decision": None}
-    policy = _policy(context)
+    policy = get_policy(context)
     tokens_before = getattr(policy, "tokens", 0)
     ws = workspace_for(context, state)
     decision = policy.reflect(state.get("pool", []), state.get("observations", []), context, state.get("round", 0), ws)

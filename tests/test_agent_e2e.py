@@ -9,23 +9,9 @@ from agent.trace import read_trace
 from graphs import radiologist
 from graphs.radiologist import release_run
 from graphs.run import load_result, run_agent
-from tools.backends.mini import WEIGHTS_FILE, weights_dir
-from tools.datasets import load_jsonl_pair
+from tests.conftest import requires_mini_weights
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not (weights_dir() / WEIGHTS_FILE).is_file(), reason="mini weights not in tools/weights"),
-]
-
-
-@pytest.fixture(scope="module")
-def effusion_pair(tmp_path_factory):
-    from evals.synth.bench import PRESETS, build_pair
-
-    root = tmp_path_factory.getbasetemp() / "synth-cache"
-    spec = PRESETS["effusion"].model_copy(update={"n_a": 24, "n_b": 24})
-    jsonl = build_pair(spec, root / "pairs", seed=0, cache_dir=root)
-    return load_jsonl_pair(jsonl, 0).comparison
+pytestmark = [pytest.mark.slow, requires_mini_weights]
 
 
 @pytest.fixture(autouse=True)

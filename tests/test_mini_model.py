@@ -3,13 +3,11 @@
 import numpy as np
 import pytest
 
-from tools.backends.mini import WEIGHTS_FILE, load_mini, weights_dir
+from tests.conftest import requires_mini_weights
+from tools.backends.mini import load_mini
 from tools.phrasing import Statement
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not (weights_dir() / WEIGHTS_FILE).is_file(), reason="mini weights not in tools/weights"),
-]
+pytestmark = [pytest.mark.slow, requires_mini_weights]
 
 SEED = 123_456_789  # far from the training (1e6..), calibration (5e6..) and evaluation (9e6..) seed ranges
 

@@ -4,26 +4,18 @@ import json
 
 import pytest
 
+from tests.conftest import requires_mini_weights
 from tools.agent_tools import make_tools
-from tools.backends.mini import WEIGHTS_FILE, weights_dir
-from tools.datasets import load_jsonl_pair
 from tools.domain import Hypothesis
 from tools.settings import Settings
 from tools.workspace import Workspace
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not (weights_dir() / WEIGHTS_FILE).is_file(), reason="mini weights not in tools/weights"),
-]
+pytestmark = [pytest.mark.slow, requires_mini_weights]
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    from evals.synth.bench import PRESETS, build_pair
-
-    root = tmp_path_factory.getbasetemp() / "synth-cache"
-    spec = PRESETS["effusion"].model_copy(update={"n_a": 20, "n_b": 20})
-    comparison = load_jsonl_pair(build_pair(spec, root / "pairs", seed=0, cache_dir=root), 0).comparison
+def workspace(tmp_path_factory, effusion_pair):
+    comparison = effusion_pair
     settings = Settings(cache_dir=tmp_path_factory.mktemp("ws-cache"))
     return Workspace(comparison, settings=settings, artifacts_dir=tmp_path_factory.mktemp("artifacts"))
 

@@ -143,6 +143,9 @@ class Hypothesis(BaseModel):
     finding: str | None = Field(default=None, description="Finding vocabulary key, when known.")
     attributes: dict[str, str] = Field(default_factory=dict, description="Attributes (side, size, lobe...).")
     source: str = Field(default="", description="Who proposed it: policy name and round.")
+    orient_by_data: bool = Field(
+        default=False, description="A screening hypothesis with no claimed direction: scoring sets its group."
+    )
 
     @property
     def key(self) -> str:

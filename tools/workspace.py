@@ -281,8 +281,8 @@ class Workspace:
         if not hypotheses:
             return []
         out = self._score_any(hypotheses, round_, study_ids)
-        # screening hypotheses (source '.../screen') have no claimed direction: the data orients them
-        flip = [i for i, s in enumerate(out) if s.hypothesis.source.endswith("screen") and s.score.auroc < 0.5]
+        # screening hypotheses claim no direction: the data orients them
+        flip = [i for i, s in enumerate(out) if s.hypothesis.orient_by_data and s.score.auroc < 0.5]
         if flip:
             turned = [out[i].hypothesis.model_copy(update={"group": "B"}) for i in flip]
             for i, rescored in zip(flip, self._score_any(turned, round_, study_ids), strict=True):

@@ -14,6 +14,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from agent.context import RunContext
@@ -58,35 +59,46 @@ class FindingEvidence:
         return self.fraction("A") - self.fraction("B")
 
 
+PositiveMentions = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+
+
+@lru_cache(maxsize=8192)
+def positive_mentions(text: str) -> PositiveMentions:
+    """(finding, attributes) of every positive mention in a text; labelled once per text per process, since
+    every round's proposal and the final ranking read the same descriptions and reports."""
+    return tuple(
+        (m.finding, tuple(sorted(m.attributes.items()))) for m in label_report(text).mentions if m.status == "positive"
+    )
+
+
+def _labelled_texts(observations: Sequence[Observation]) -> dict[str, list[PositiveMentions]]:
+    labelled: dict[str, list[PositiveMentions]] = {"A": [], "B": []}
+    for obs in observations:
+        if obs.kind in ("description", "reports") and obs.group is not None:
+            labelled[obs.group].extend(positive_mentions(text) for text in obs.texts)
+    return labelled
+
+
 def evidence_from_observations(observations: Sequence[Observation]) -> dict[str, FindingEvidence]:
     """Label every description and report text of the observations; tally positives per finding and group."""
     table = {key: FindingEvidence(key) for key in FINDINGS}
-    for obs in observations:
-        if obs.kind not in ("description", "reports") or obs.group is None:
-            continue
-        group = obs.group
-        for text in obs.texts:
-            summary = label_report(text)
+    for group, texts in _labelled_texts(observations).items():
+        for mentions in texts:
             for key, evidence in table.items():
                 evidence.seen[group] += 1
-                if summary.status(key) == "positive":
+                found = [attrs for finding, attrs in mentions if finding == key]
+                if found:
                     evidence.positive[group] += 1
-                    for mention in summary.mentions:
-                        if mention.finding == key and mention.status == "positive":
-                            for name, value in mention.attributes.items():
-                                evidence.attributes[group].setdefault(name, Counter())[value] += 1
+                    for attrs in found:
+                        for name, value in attrs:
+                            evidence.attributes[group].setdefault(name, Counter())[value] += 1
     return table
 
 
 def text_support(hypotheses: Sequence[Hypothesis], observations: Sequence[Observation]) -> dict[str, float]:
     """How much the descriptions and reports back each hypothesis: the fraction of its group's texts that call
     its finding positive with all its attributes, minus that fraction in the other group (-1..1; 0 if unknown)."""
-    labelled: dict[str, list[list[tuple[str, dict[str, str]]]]] = {"A": [], "B": []}
-    for obs in observations:
-        if obs.kind in ("description", "reports") and obs.group is not None:
-            for text in obs.texts:
-                mentions = label_report(text).mentions
-                labelled[obs.group].append([(m.finding, m.attributes) for m in mentions if m.status == "positive"])
+    labelled = _labelled_texts(observations)
     out: dict[str, float] = {}
     for hyp in hypotheses:
         if hyp.finding is None:
@@ -96,7 +108,7 @@ def text_support(hypotheses: Sequence[Hypothesis], observations: Sequence[Observ
         def share(group: str, hyp: Hypothesis = hyp) -> float:
             texts = labelled[group]
             hits = sum(
-                any(f == hyp.finding and all(a.get(k) == v for k, v in hyp.attributes.items()) for f, a in text)
+                any(f == hyp.finding and all(dict(a).get(k) == v for k, v in hyp.attributes.items()) for f, a in text)
                 for text in texts
             )
             return hits / len(texts) if texts else 0.0
@@ -199,7 +211,7 @@ class RulesPolicy:
         for key in FINDINGS:
             hyp = _hypothesis(
                 key, {}, "A", "vocabulary screen: direction set by the data", f"rules/round{round_}/screen"
-            )
+            ).model_copy(update={"orient_by_data": True})
             if hyp.key not in tested and all(h.key != hyp.key for h in out):
                 out.append(hyp)
         return out

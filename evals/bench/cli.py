@@ -204,12 +204,12 @@ def _report(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from evals.bench.runner import BenchRunner
     from evals.bench.suites import jsonl_suite
-    from evals.bench.sweeps import DEFAULT_BASES, build_sweep, sweep_markdown
+    from evals.bench.sweeps import DEFAULT_BASES, build_sweep, sweep_build_dir, sweep_markdown
 
     settings = _settings(args)
     bases = [b.strip() for b in (args.bases or ",".join(DEFAULT_BASES)).split(",") if b.strip()]
     values = [float(v) for v in args.values.split(",")] if args.values else None
-    build_dir = Path(settings.cache_dir) / "synthdiffbench-sweeps" / f"n{args.synth_n}_s{args.synth_size}"
+    build_dir = sweep_build_dir(settings.cache_dir, args.synth_n, args.synth_size)
     bar = None if args.quiet else _bar(f"building {args.kind} sweep")
     try:
         jsonl = build_sweep(

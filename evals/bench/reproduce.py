@@ -154,7 +154,7 @@ def reproduce(
 ) -> Path:
     """Run everything RESULTS.md reports and write it; returns the path written."""
     from evals.bench.suites import jsonl_suite, synthdiffbench
-    from evals.bench.sweeps import build_sweep, sweep_markdown
+    from evals.bench.sweeps import build_sweep, sweep_build_dir, sweep_markdown
 
     plan = plan or (Plan.quick() if quick else Plan())
     if out is None:  # one work folder per set of weights: retrained weights never resume stale results
@@ -197,7 +197,7 @@ def reproduce(
         ("confounded", plan.confound_bases, None),
         ("size", plan.size_bases, [float(v) for v in plan.size_values]),
     ):
-        build_dir = Path(settings.cache_dir) / "synthdiffbench-sweeps" / f"n{plan.suite_n}_s{plan.suite_size}"
+        build_dir = sweep_build_dir(settings.cache_dir, plan.suite_n, plan.suite_size)
         jsonl = build_sweep(
             kind,
             build_dir,

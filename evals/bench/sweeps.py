@@ -49,6 +49,11 @@ def _record(jsonl: Path, sweep: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def sweep_build_dir(cache_dir: Path | str, n: int, size: int) -> Path:
+    """Where sweep pairs of ``n`` studies per group at ``size`` px are built (shared by the CLI and reproduce)."""
+    return Path(cache_dir) / "synthdiffbench-sweeps" / f"n{n}_s{size}"
+
+
 def build_sweep(
     kind: str,
     out_dir: Path,

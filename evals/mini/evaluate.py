@@ -47,15 +47,13 @@ ATTRIBUTE_TASKS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 
 
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """AUROC from ranks with ties averaged (positives expected to score higher)."""
-    from scipy.stats import rankdata
+    """AUROC of ``scores`` for ``positive`` (the scoring engine's rank-based AUROC; NaN without both classes)."""
+    from tools.scoring import auroc_statistics
 
     positive = np.asarray(positive, dtype=bool)
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
+    if positive.all() or not positive.any():
         return float("nan")
-    ranks = rankdata(scores)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(auroc_statistics(np.asarray(scores, dtype=np.float64)[None, :], positive).auroc[0])
 
 
 def _level_attrs(finding: str, level: int, rng: np.random.Generator) -> dict[str, str]:

@@ -573,8 +573,9 @@ def _user_tool(session: ChatSession, title: str, fn: Any) -> Any:
 def score_user_hypothesis(session: ChatSession, intent: Intent) -> None:
     """Score the user's own hypothesis on the full sets (direction from the data unless the user gave one)."""
     ws = session.workspace()
-    source = "user" if intent.group else "user/screen"
-    hyp = ws.annotate(Hypothesis(text=intent.text, group=intent.group or "A", source=source))
+    hyp = ws.annotate(
+        Hypothesis(text=intent.text, group=intent.group or "A", source="user", orient_by_data=intent.group is None)
+    )
     scored, step = _user_tool(session, f"Tool call: score_hypotheses ({intent.text[:60]})", lambda: ws.score([hyp]))
     item = scored[0]
     session.user_scored.insert(0, item)

@@ -38,7 +38,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "text_dim": 384,
     "text_hidden": 512,
     "pool_grid": 4,
-    "head": "grid+max+mean",
 }
 
 
@@ -71,7 +70,7 @@ def build_mini_modules(config: dict[str, Any]) -> nn.Module:
             return torch.relu(y + self.skip(x))
 
     class ImageTower(nn.Module):
-        def __init__(self, widths: list[int], embed_dim: int, pool_grid: int, head: str) -> None:
+        def __init__(self, widths: list[int], embed_dim: int, pool_grid: int) -> None:
             super().__init__()
             self.stem = nn.Sequential(
                 nn.Conv2d(1, widths[0], 5, 2, 2, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(), nn.MaxPool2d(2)
@@ -86,18 +85,12 @@ def build_mini_modules(config: dict[str, Any]) -> nn.Module:
             # a coarse spatial grid keeps where things are (side, lobe, tip); global max pooling keeps small,
             # bright, localized things (tubes, wires, a pacemaker, a nodule) that averaging would dilute
             self.pool_grid = int(pool_grid)
-            self.global_pools = head == "grid+max+mean"  # "grid": the first released head (no global pools)
-            width = cin * (self.pool_grid**2 + (2 if self.global_pools else 0))
-            head_layers: list[nn.Module] = [nn.Linear(width, 512), nn.ReLU(), nn.Linear(512, embed_dim)]
-            if not self.global_pools:
-                head_layers.insert(0, nn.Flatten())  # the first release's layer layout, so its weights still load
-            self.head = nn.Sequential(*head_layers)
+            width = cin * (self.pool_grid**2 + 2)
+            self.head = nn.Sequential(nn.Linear(width, 512), nn.ReLU(), nn.Linear(512, embed_dim))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             y = self.body(self.stem(x))
             grid = nn.functional.adaptive_avg_pool2d(y, self.pool_grid).flatten(1)
-            if not self.global_pools:
-                return self.head(grid)
             peak = nn.functional.adaptive_max_pool2d(y, 1).flatten(1)
             mean = y.mean(dim=(2, 3))
             return self.head(torch.cat([grid, peak, mean], dim=1))
@@ -105,9 +98,7 @@ def build_mini_modules(config: dict[str, Any]) -> nn.Module:
     class MiniCXRClip(nn.Module):
         def __init__(self, cfg: dict[str, Any]) -> None:
             super().__init__()
-            self.image_tower = ImageTower(
-                list(cfg["widths"]), int(cfg["embed_dim"]), int(cfg["pool_grid"]), str(cfg["head"])
-            )
+            self.image_tower = ImageTower(list(cfg["widths"]), int(cfg["embed_dim"]), int(cfg["pool_grid"]))
             self.text_proj = nn.Sequential(
                 nn.Linear(int(cfg["text_dim"]), int(cfg["text_hidden"])),
                 nn.GELU(),
@@ -129,16 +120,16 @@ def build_mini_modules(config: dict[str, Any]) -> nn.Module:
 
 
 def preprocess_images(images: Sequence[np.ndarray], size: int) -> np.ndarray:
-    """Canonical grayscale float images -> ``(N, 1, size, size)`` float32: pad to square, resize, standardise."""
+    """Canonical grayscale images (float in [0, 1], or uint8) -> ``(N, 1, size, size)`` float32: pad to square,
+    resize, standardise."""
     from PIL import Image
 
     out = np.empty((len(images), 1, size, size), dtype=np.float32)
     for i, image in enumerate(images):
-        arr = np.asarray(image, dtype=np.float32)
-        if arr.ndim != 2:
-            raise InputError(f"image {i}: expected a 2-D grayscale array, got shape {arr.shape}")
-        if arr.max() > 1.0 + 1e-6:  # uint8-like input
-            arr = arr / 255.0
+        raw = np.asarray(image)
+        if raw.ndim != 2:
+            raise InputError(f"image {i}: expected a 2-D grayscale array, got shape {raw.shape}")
+        arr = raw.astype(np.float32) / 255.0 if raw.dtype == np.uint8 else raw.astype(np.float32)
         h, w = arr.shape
         side = max(h, w)
         square = np.zeros((side, side), dtype=np.float32)
