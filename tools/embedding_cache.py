@@ -30,6 +30,7 @@ import numpy as np
 from tools.backends.base import image_cache_key, text_cache_key
 from tools.domain import InputError, SkippedItem, Study
 from tools.images import content_hash, load_image
+from tools.sqlite_store import open_wal_store
 
 if TYPE_CHECKING:
     from tools.backends.base import ImageTextModel
@@ -100,12 +101,8 @@ class EmbeddingCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"{self.path.parent}: cannot create the cache folder ({exc.strerror or exc})") from exc
-        conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False)
+        conn = open_wal_store(self.path, _SCHEMA, self.timeout_s, autocommit=True, check_same_thread=False)
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.executescript(_SCHEMA)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
             version = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
         except sqlite3.DatabaseError:

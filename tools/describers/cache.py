@@ -18,6 +18,7 @@ import numpy as np
 from tools.describers.base import Describer, DescriberError, array_hash
 from tools.images import content_hash, load_image
 from tools.settings import Settings
+from tools.sqlite_store import open_wal_store
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS descriptions (
@@ -48,9 +49,7 @@ class DescriptionCache:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as conn:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute(_SCHEMA)
+            open_wal_store(self.path, _SCHEMA, 60.0).close()
         except sqlite3.Error as exc:
             raise DescriberError(f"{self.path}: cannot open the description cache ({exc})") from None
         except OSError as exc:

@@ -1,0 +1,39 @@
+"""Opening the project's SQLite stores (embedding and description caches) safely from many processes."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+
+def open_wal_store(
+    path: Path,
+    schema: str,
+    timeout_s: float,
+    *,
+    autocommit: bool = False,
+    check_same_thread: bool = True,
+) -> sqlite3.Connection:
+    """Connect to ``path`` in WAL mode with a busy timeout and create ``schema`` (a script) if missing.
+
+    Switching a file to WAL needs an exclusive lock, and SQLite may answer ``database is locked`` at
+    once, without calling the busy handler, while another process opens the same file. The switch
+    and the schema set-up therefore run under a file lock (``<path>.lock``), so processes that open
+    one store together take turns; later reads and writes rely on WAL and the busy timeout.
+    ``autocommit`` opens the connection with ``isolation_level=None``.
+    """
+    from filelock import FileLock
+
+    conn = sqlite3.connect(
+        path, timeout=timeout_s, isolation_level=None if autocommit else "DEFERRED", check_same_thread=check_same_thread
+    )
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+        with FileLock(str(path) + ".lock", timeout=timeout_s):
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.executescript(schema)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
