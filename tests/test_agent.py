@@ -14,7 +14,7 @@ from agent.state import Budget, Observation, RoundStat
 from graphs.radiologist import build_graph, route_after_reflect
 from tests.fakes.openai_server import TextReply, ToolCallReply
 from tools.domain import Comparison, Hypothesis, HypothesisScore, ScoredHypothesis, Study, StudySet
-from tools.workspace import Workspace
+from tools.workspace import Workspace, annotate_hypothesis
 
 
 def _stat(round_, best, topk):
@@ -132,7 +132,10 @@ def test_rules_policy_refines_then_zooms_then_stops():
             break
         tested += [_scored(h.text, "nodule", {}, 0.6) for h in decision.hypotheses]
         decision = policy.reflect(scored + tested, [], ctx, round_)
-    assert len(tested) == 5  # the other side (1), zones (2), sizes (2)
+    assert len(tested) == 8  # one attribute fewer (3), the other side (1), zones (2), sizes (2)
+    assert {"right upper zone pulmonary nodule", "small upper zone pulmonary nodule"} <= {
+        t.hypothesis.text for t in tested
+    }
     assert decision.action == "zoom" and decision.region == "upper_zone_right"
     zoomed = [Observation(kind="zoom", round=2, data={"region": "upper_zone_right"})]
     assert policy.reflect(scored + tested, zoomed, ctx, 3).action == "stop"
@@ -301,3 +304,29 @@ def test_ranking_prefers_the_most_specific_wording_the_texts_support():
         "right pleural effusion",
         "small right pleural effusion",
     ]
+
+
+def test_two_findings_that_differ_together_are_tested_as_one_hypothesis():
+    from agent.policies.rules import combination, text_support
+
+    obs = [
+        _obs("A", ["Low lung volumes. Mild pulmonary edema."] * 5 + ["Low lung volumes."]),
+        _obs("B", ["Lungs are clear. No edema."] * 6),
+    ]
+    volumes = _scored("low lung volumes", "low_lung_volumes", {}, 1.0)
+    edema = _scored("mild pulmonary edema", "pulmonary_edema", {"severity": "mild"}, 0.97)
+    unbacked = _scored("pneumothorax", "pneumothorax", {}, 1.0)  # separates, but no text calls it
+    combined = combination([volumes, edema, unbacked], obs, round_=1)
+    assert combined is not None and combined.finding is None and combined.group == "A"
+    assert combined.text == "low lung volumes with mild pulmonary edema"
+    # its backing is the share of texts that call both findings
+    assert text_support([combined], obs)[combined.key] == pytest.approx(5 / 6, abs=1e-3)
+    # the compound is free text, not one finding's wording
+    assert annotate_hypothesis(combined).finding is None
+    decision = RulesPolicy().reflect([volumes, edema, unbacked], obs, RunContext(hypotheses_per_round=4), 1)
+    assert decision.action == "refine" and decision.hypotheses[0].text == combined.text
+    # one finding alone, a weak second one, or findings claimed for different groups: nothing to combine
+    assert combination([volumes, unbacked], obs) is None
+    assert combination([volumes, _scored("mild pulmonary edema", "pulmonary_edema", {}, 0.7)], obs) is None
+    other_side = _scored("pulmonary edema", "pulmonary_edema", {}, 0.97, group="B")
+    assert combination([volumes, other_side], obs) is None

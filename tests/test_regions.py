@@ -10,6 +10,7 @@ from PIL import Image
 
 from evals.benchmarks.bench_regions import Case, run_cases
 from evals.synth import PlantedFinding, render_sample
+from tests.conftest import requires_mini_weights
 from tools.domain import InputError
 from tools.regions import crop_paths, crop_region, locate_anatomy, region_box, zoom_experiment
 from tools.vocabulary import REGIONS
@@ -173,6 +174,11 @@ def test_zoom_experiment_matches_sklearn_auroc() -> None:
     assert full == pytest.approx(roc_auc_score(labels, [im.mean() for im in a + b]))
     crops = [crop_region(im, (0.0, 0.0, 0.5, 0.5), 32) for im in a + b]
     assert zoomed == pytest.approx(roc_auc_score(labels, [c.mean() for c in crops]))
+    # the crops can be scored with their own wording (here the opposite direction)
+    same_full, flipped = zoom_experiment(
+        embed, text, a, b, (0.0, 0.0, 0.5, 0.5), out_size=32, crop_text_embedding=-text
+    )
+    assert same_full == pytest.approx(full) and flipped == pytest.approx(1.0 - zoomed)
 
 
 @pytest.mark.slow
@@ -186,3 +192,32 @@ def test_zooming_into_a_small_nodule_raises_its_auroc(cache_dir: Path) -> None:
     # on the whole frame the nodule is lost among ribs and vessels; in its zone's crop it stands out
     assert full < 0.6
     assert zoomed > full + 0.15 and zoomed > 0.65
+
+
+@pytest.mark.slow
+@requires_mini_weights
+def test_zooming_into_the_upper_abdomen_raises_the_enteric_tube_tip_auroc_of_the_mini_model(cache_dir: Path) -> None:
+    from evals.benchmarks.bench_zoom import default_cases, render_groups
+    from tools.backends.mini import load_mini
+    from tools.scoring import contrast_for
+    from tools.workspace import crop_wording
+
+    case = next(c for c in default_cases() if c.region == "upper_abdomen")
+    images_a, images_b = render_groups(case, 16, 384, cache_dir=cache_dir)
+    model = load_mini()
+    hypothesis = case.hypothesis()
+
+    def direction(h):
+        pos, neg = model.encode_texts([h.text, contrast_for(h)])
+        return pos - neg
+
+    full, zoomed = zoom_experiment(
+        model.encode_images,
+        direction(hypothesis),
+        images_a,
+        images_b,
+        case.region,
+        crop_text_embedding=direction(crop_wording(hypothesis)),
+    )
+    # on the whole frame the tip below the diaphragm is a few pixels; in the upper-abdomen crop it shows
+    assert zoomed > full + 0.15 and zoomed > 0.8

@@ -10,10 +10,11 @@ pleural effusion" is false of it, and "right pleural effusion" is unknown for a 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from tools.vocabulary import FINDINGS, LOBE_NAMES, describe_finding, get_finding
+from tools.vocabulary import FINDINGS, LOBE_NAMES, LOCATION_ATTRIBUTES, describe_finding, get_finding
 
 POSITIVE_TEMPLATES = ("{x}", "there is {a}{x}", "{x} is present", "findings consistent with {x}", "{x} is seen")
 NEGATIVE_TEMPLATES = ("no {x}", "there is no {x}", "no evidence of {x}", "without {x}", "{x} is not seen")
@@ -60,6 +61,16 @@ class Statement:
                 out.append(synonym if self.present else f"no {synonym}")
         return list(dict.fromkeys(s.strip() for s in out))
 
+    def to_record(self) -> list[Any]:
+        """JSON form ``[finding, present, {attribute: value}]`` (stored with the mini weights' statement head)."""
+        return [self.finding, self.present, dict(self.attributes)]
+
+    @classmethod
+    def from_record(cls, record: Sequence[Any]) -> Statement:
+        """The inverse of :meth:`to_record`."""
+        finding, present, attrs = record
+        return cls(str(finding), bool(present), tuple((str(k), str(v)) for k, v in dict(attrs).items()))
+
     def truth(self, planted: Mapping[str, Mapping[str, str]]) -> bool | None:
         """True/False when the statement is decidable for an image with ``planted`` findings, else ``None``.
 
@@ -75,7 +86,7 @@ class Statement:
             if name == "side" and have == "bilateral" and value in ("left", "right"):
                 return None
             if have != value:
-                return not self.present if name in ("side", "lobe", "tip", "zone", "direction") else None
+                return not self.present if name in LOCATION_ATTRIBUTES else None
         return self.present
 
 

@@ -716,12 +716,15 @@ def zoom_experiment(
     *,
     out_size: int = DEFAULT_CROP_SIZE,
     margin: float = DEFAULT_MARGIN,
+    crop_text_embedding: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """AUROC of "in group A" for one hypothesis on the full frames and on the region crops.
 
     ``embed_fn`` maps a list of float images to (N, D) embeddings; ``text_embedding`` (D,) is the
-    hypothesis. The full frames are resized to the crops' resolution by ``embed_fn`` itself, so the only
-    difference between the two scores is where the pixels come from. Returns ``(auroc_full, auroc_zoomed)``.
+    hypothesis, and ``crop_text_embedding`` its wording on crops when that differs (the agent drops what a
+    crop cannot show, such as the side). The full frames are resized to the crops' resolution by ``embed_fn``
+    itself, so the only difference between the two scores is where the pixels come from. Returns
+    ``(auroc_full, auroc_zoomed)``.
     """
     from tools.scoring import score_hypotheses
 
@@ -730,9 +733,10 @@ def zoom_experiment(
     images = [np.asarray(im, dtype=np.float32) for im in (*images_a, *images_b)]
     groups = np.array([True] * len(images_a) + [False] * len(images_b))
     text = np.asarray(text_embedding, dtype=np.float32).reshape(1, -1)
+    crop_text = text if crop_text_embedding is None else np.asarray(crop_text_embedding, np.float32).reshape(1, -1)
     full = np.asarray(embed_fn(images), dtype=np.float32)
     crops = [crop_region(im, region, out_size, margin=margin) for im in images]
     zoomed = np.asarray(embed_fn(crops), dtype=np.float32)
     auroc_full = score_hypotheses(full, groups, text)[0].auroc
-    auroc_zoomed = score_hypotheses(zoomed, groups, text)[0].auroc
+    auroc_zoomed = score_hypotheses(zoomed, groups, crop_text)[0].auroc
     return auroc_full, auroc_zoomed

@@ -13,6 +13,10 @@ SIDES = ("left", "right", "bilateral")
 SIZES = ("small", "moderate", "large")
 SEVERITIES = ("mild", "moderate", "severe")
 LOBES = ("RUL", "RML", "RLL", "LUL", "LLL")
+LOCATION_ATTRIBUTES = ("side", "lobe", "tip", "zone", "direction")
+"""Attributes that say where a finding is: a wrong value makes a statement false, not just less precise."""
+CROP_HIDDEN_ATTRIBUTES = ("side", "lobe", "zone", "rib", "direction", "size")
+"""Attributes a region crop cannot show: where the crop was taken from, and (magnified) how big a thing is."""
 LOBE_NAMES = {
     "RUL": "right upper lobe",
     "RML": "right middle lobe",

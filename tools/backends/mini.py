@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tools.domain import InputError
+from tools.phrasing import Statement
 
 if TYPE_CHECKING:
     import torch
@@ -38,6 +39,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "text_dim": 384,
     "text_hidden": 512,
     "pool_grid": 4,
+    "n_statements": 0,
 }
 
 
@@ -106,6 +108,10 @@ def build_mini_modules(config: dict[str, Any]) -> nn.Module:
             )
             self.logit_scale = nn.Parameter(torch.tensor(np.log(10.0), dtype=torch.float32))
             self.logit_bias = nn.Parameter(torch.tensor(-5.0, dtype=torch.float32))
+            # a supervised linear head over the training statements, on the un-normalised image features: it
+            # speeds up training and gives the describer calibrated per-statement log-odds
+            n_statements = int(cfg.get("n_statements") or 0)
+            self.statement_head = nn.Linear(int(cfg["embed_dim"]), n_statements) if n_statements else None
 
         def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
             return nn.functional.normalize(self.image_tower(pixels), dim=-1)
@@ -145,11 +151,20 @@ class MiniCXRClip:
 
     preprocess_version = MINI_PREPROCESS_VERSION
 
-    def __init__(self, module: nn.Module, config: dict[str, Any], weights_hash: str, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        module: nn.Module,
+        config: dict[str, Any],
+        weights_hash: str,
+        device: str = "cpu",
+        statements: Sequence[Statement] = (),
+    ) -> None:
         self.module = module.to(device).eval()
         self.config = config
         self.weights_hash = weights_hash
         self.device = device
+        self.statements = list(statements)  # output order of the statement head (empty: no head)
+        self._statement_index = {s: i for i, s in enumerate(self.statements)}
         self._text_encoder: Any = None
 
     @property
@@ -187,6 +202,32 @@ class MiniCXRClip:
                 emb = self.module.encode_image(torch.from_numpy(pixels).to(self.device))  # type: ignore[operator]
                 chunks.append(emb.float().cpu().numpy())
         return np.concatenate(chunks).astype(np.float32)
+
+    def statement_logits(self, images: Sequence[np.ndarray], statements: Sequence[Statement]) -> np.ndarray:
+        """``(N, S)`` log-odds that each statement is true of each image: from the supervised statement head for
+        the statements it was trained on, zero-shot (``scale * cos + bias`` of the phrase) for the others."""
+        import torch
+
+        out = np.zeros((len(images), len(statements)), dtype=np.float32)
+        if len(images) == 0:
+            return out
+        in_head = [j for j, s in enumerate(statements) if s in self._statement_index]
+        others = [j for j, s in enumerate(statements) if s not in self._statement_index]
+        size = int(self.config["image_size"])
+        with torch.inference_mode():
+            for start in range(0, len(images), 64):
+                pixels = torch.from_numpy(preprocess_images(images[start : start + 64], size)).to(self.device)
+                features = self.module.image_tower(pixels)  # type: ignore[operator]
+                stop = start + len(pixels)
+                if in_head:
+                    rows = [self._statement_index[statements[j]] for j in in_head]
+                    head: Any = self.module.statement_head
+                    out[start:stop, in_head] = head(features).float().cpu().numpy()[:, rows]
+                if others:
+                    emb = torch.nn.functional.normalize(features, dim=-1).float().cpu().numpy()
+                    text = self.encode_texts([statements[j].phrase() for j in others])
+                    out[start:stop, others] = emb @ text.T * self.logit_scale + self.logit_bias
+        return out
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embed sentences -> ``(H, D)`` float32 unit vectors (MiniLM features through the trained projection)."""
@@ -227,15 +268,17 @@ def _load_mini_cached(folder: str, device: str) -> MiniCXRClip:
             "or reinstall the package (the weights ship in tools/weights/)"
         )
     config = dict(DEFAULT_CONFIG)
-    if config_path.is_file():
-        config.update(json.loads(config_path.read_text())["model"])
+    stored: dict[str, Any] = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    config.update(stored.get("model", {}))
+    statements = [Statement.from_record(r) for r in stored.get("statements", [])]
+    if len(statements) != int(config.get("n_statements") or 0):
+        raise InputError(f"{config_path}: {len(statements)} statements stored for a head of {config['n_statements']}")
     module = build_mini_modules(config)
     state = load_file(str(weights), device="cpu")
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise InputError(
-            f"{weights}: weights do not match the mini architecture (missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]})"
-        )
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # missing / unexpected keys or shapes: weights of another architecture
+        detail = " ".join(str(exc).split("\n")[1:2]).strip()
+        raise InputError(f"{weights}: weights do not match the mini architecture ({detail})") from exc
     log.info("loaded %s from %s", MINI_MODEL_ID, weights)
-    return MiniCXRClip(module, config, file_sha256(weights), device=device)
+    return MiniCXRClip(module, config, file_sha256(weights), device=device, statements=statements)

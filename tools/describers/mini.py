@@ -1,10 +1,12 @@
-"""The offline ``mini`` describer: findings text from ``mini-cxr-clip`` zero-shot over the finding vocabulary.
+"""The offline ``mini`` describer: findings text from ``mini-cxr-clip`` over the finding vocabulary.
 
-For each finding, the decision score is the log-odds of "X" minus that of "no X" (the contrast pair);
-a finding is reported present above its calibrated threshold (stored with the weights, calibrated on
-SynthCXR images never used in training). Attributes (side, size, lobe, tip...) are the best-scoring value
-of each attribute. The text has the shape of a VLM caption: a FINDINGS paragraph with pertinent negatives
-and an IMPRESSION line. A prompt that names findings gets an explicit statement about each of them first.
+For each finding, the decision score is the log-odds of "X" minus that of "no X" (the contrast pair), read
+from the model's supervised statement head (statements it was not trained on, such as the number of
+pacemaker leads, are scored zero-shot from their phrase); a finding is reported present above its calibrated
+threshold (stored with the weights, calibrated on SynthCXR images never used in training). Attributes (side,
+size, lobe, tip...) are the best-scoring value of each attribute. The text has the shape of a VLM caption: a
+FINDINGS paragraph with pertinent negatives and an IMPRESSION line. A prompt that names findings gets an
+explicit statement about each of them first.
 """
 
 from __future__ import annotations
@@ -47,20 +49,19 @@ class MiniDescriber:
             for name, values in FINDINGS[k].attributes.items()
             for value in values
         ]
-        texts = [s.phrase() for s in self._present + self._absent] + [s.phrase() for *_, s in self._attr_statements]
-        self._text_emb = model.encode_texts(texts)
+        self._statements = self._present + self._absent + [s for *_, s in self._attr_statements]
 
     @property
     def model_id(self) -> str:
         """The underlying model id."""
         return self.model.model_id
 
-    def _logits(self, image_emb: np.ndarray) -> np.ndarray:
-        return np.asarray(image_emb @ self._text_emb.T * self.model.logit_scale + self.model.logit_bias)
+    def _logits(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return self.model.statement_logits(images, self._statements)
 
     def decision_scores(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """(N, F) contrast scores logit('X') - logit('no X') in vocabulary order."""
-        logits = self._logits(self.model.encode_images(images))
+        logits = self._logits(images)
         n = len(self.keys)
         return np.asarray(logits[:, :n] - logits[:, n : 2 * n])
 
@@ -68,7 +69,7 @@ class MiniDescriber:
         """Structured calls per image: finding key -> chosen attributes, for findings above threshold."""
         if len(images) == 0:
             return []
-        logits = self._logits(self.model.encode_images(images))
+        logits = self._logits(images)
         n = len(self.keys)
         decision = logits[:, :n] - logits[:, n : 2 * n]
         attr_logits = logits[:, 2 * n :]
