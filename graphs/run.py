@@ -187,7 +187,8 @@ def result_markdown(result: RunResult, top: int = 15) -> str:
 
 
 def result_summary(result: RunResult, top: int = 5) -> str:
-    """A few plain lines for a terminal: the top differences with AUROC and CI."""
+    """A few plain lines for a terminal: the top differences with AUROC and CI, then the confounder check's
+    warnings."""
     lines = []
     for i, s in enumerate(result.ranked[:top], start=1):
         lo, hi = s.directional_ci
@@ -196,6 +197,8 @@ def result_summary(result: RunResult, top: int = 5) -> str:
             f"{i}. {s.hypothesis.text} (more in {s.hypothesis.group}){where}: AUROC {s.directional_auroc:.3f} "
             f"(95% CI {lo:.3f}-{hi:.3f}, q={s.score.q_value:.2g})"
         )
+    if result.confounders is not None and result.confounders.flagged:
+        lines += ["confounder check:"] + [f"- WARNING: {flag}" for flag in result.confounders.flagged]
     return "\n".join(lines)
 
 

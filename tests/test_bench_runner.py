@@ -205,6 +205,9 @@ def test_sweep_tables_and_confounded_outcome(tmp_path: Path) -> None:
         "nuisance_top5": True,
         "flagged": True,
     }
+    # a warning that two hypotheses follow each other is not a warning about the pacemaker field
+    overlap = "Hypothesis 'pacemaker': its scores follow those of 'pleural effusion' within the groups ..."
+    assert not confounded_outcome(conf.model_copy(update={"confounder_flags": [overlap]}), "pacemaker")["flagged"]
     view = conf.model_copy(update={"confounder_flags": [], "extra": {"sweep": {"base": "eff", "value": "view"}}})
     assert confounded_outcome(view, "view")["nuisance_top5"] is None
     table = sweep_markdown("confounded", [conf, view])

@@ -110,3 +110,46 @@ def test_bad_input(groups: np.ndarray, scores: dict | None, match: str) -> None:
     meta = [StudyMetadata(sex="F"), StudyMetadata(sex="M"), StudyMetadata(sex="F")]
     with pytest.raises(InputError, match=match):
         check_confounders(meta, groups, scores)
+
+
+def test_hypothesis_that_follows_a_better_ranked_one_is_flagged() -> None:
+    meta, groups, view, age, sex, rng = make_cohort()
+    effusion = groups + 0.5 * rng.standard_normal(len(view))
+    scores = {
+        "moderate right pleural effusion": effusion,
+        # the scorer reads the effusion as a rib fracture too: same signal, slightly noisier
+        "right rib fracture": effusion + 0.05 * rng.standard_normal(len(view)),
+        # another wording of the same finding: tracks it by design, not flagged
+        "right pleural effusion": effusion + 0.05 * rng.standard_normal(len(view)),
+        # a second, independent difference
+        "cardiomegaly": groups + 0.5 * rng.standard_normal(len(view)),
+    }
+    findings = {
+        "moderate right pleural effusion": "pleural_effusion",
+        "right pleural effusion": "pleural_effusion",
+        "right rib fracture": "rib_fracture",
+        "cardiomegaly": "cardiomegaly",
+    }
+    report = check_confounders(meta, groups, scores, findings=findings)
+    overlap = report.hypothesis_overlap
+    assert overlap["right rib fracture"]["moderate right pleural effusion"] > 0.9
+    assert "right pleural effusion" not in overlap  # only compared with other findings
+    assert abs(overlap["cardiomegaly"]["moderate right pleural effusion"]) < 0.3
+    follows = [f for f in report.flagged if "may restate" in f]
+    assert len(follows) == 1 and follows[0].startswith("Hypothesis 'right rib fracture'")
+    assert "'moderate right pleural effusion'" in follows[0]
+    # without the finding of each text every pair counts: the second wording then follows the first
+    plain = check_confounders(meta, groups, scores)
+    assert any(f.startswith("Hypothesis 'right pleural effusion'") and "may restate" in f for f in plain.flagged)
+
+
+def test_run_summary_and_report_carry_the_warnings() -> None:
+    from graphs.run import result_markdown, result_summary
+    from tools.domain import RunResult
+
+    flag = "Hypothesis 'right rib fracture': its scores follow those of 'pleural effusion' ... may restate ..."
+    result = RunResult(run_id="r", set_a_name="a", set_b_name="b", n_a=3, n_b=3)
+    assert "WARNING" not in result_summary(result)
+    result = result.model_copy(update={"confounders": ConfounderReport(flagged=[flag])})
+    assert f"- WARNING: {flag}" in result_summary(result).splitlines()
+    assert f"- WARNING: {flag}" in result_markdown(result).splitlines()

@@ -12,6 +12,11 @@ Two questions, answered from per-study metadata:
    score tracks the nuisance itself, so a hypothesis whose AUROC rides on a field that separates the
    groups may be a proxy for it.
 
+3. For each pair of hypotheses about different findings, do their scores follow each other within the
+   groups? A hypothesis whose scores track a better-ranked one's (Spearman >= :data:`OVERLAP_FLAG`) may
+   restate the same image signal (a scorer that reads an effusion as a rib fracture too) rather than be a
+   second difference.
+
 Studies without a value for a field are left out of that field's numbers. Warnings in plain language
 land in :attr:`~tools.domain.ConfounderReport.flagged`.
 """
@@ -37,6 +42,10 @@ CORRELATION_FLAG = 0.3
 """A hypothesis is flagged when its within-group correlation with a flagged field reaches this."""
 STRONG_CORRELATION = 0.5
 """...or when its correlation with any field reaches this."""
+OVERLAP_FLAG = 0.8
+"""A hypothesis is flagged when its scores follow a better-ranked hypothesis of another finding this closely
+within the groups (Spearman). Scores of unrelated findings on the same images correlate at 0.2-0.7 (shared
+exposure and anatomy); wordings of one finding at 0.9 and more."""
 
 
 @dataclass(frozen=True)
@@ -145,11 +154,16 @@ def check_confounders(
     field_flag: float = FIELD_FLAG,
     correlation_flag: float = CORRELATION_FLAG,
     strong_correlation: float = STRONG_CORRELATION,
+    findings: Mapping[str, str] | None = None,
+    overlap_flag: float = OVERLAP_FLAG,
 ) -> ConfounderReport:
-    """Field AUROCs, within-group correlations of each hypothesis' scores with each field, and warnings.
+    """Field AUROCs, within-group correlations of each hypothesis' scores with each field and with the
+    better-ranked hypotheses, and warnings.
 
     ``metadata`` has one entry per study (aligned with ``in_group_a``); ``hypothesis_scores`` maps each
-    hypothesis text to its scores on the same studies.
+    hypothesis text to its scores on the same studies, best-ranked first. ``findings`` maps a hypothesis text
+    to the finding it names: hypotheses naming the same finding are not compared with each other (their
+    wordings track each other by design); without it every pair is compared.
     """
     groups = np.asarray(in_group_a)
     if groups.dtype != np.bool_:
@@ -205,4 +219,36 @@ def check_confounders(
                 report.flagged.append(
                     f"Hypothesis {text!r}: its scores follow {what} within the groups (Spearman {r:+.2f}){tail}."
                 )
+    _flag_overlaps(report, texts, matrix, groups, findings or {}, overlap_flag)
     return report
+
+
+def _flag_overlaps(
+    report: ConfounderReport,
+    texts: Sequence[str],
+    matrix: np.ndarray,
+    groups: np.ndarray,
+    findings: Mapping[str, str],
+    overlap_flag: float,
+) -> None:
+    """Within-group Spearman of the best-ranked wording of each finding with those of the better-ranked
+    findings; flag the close followers (one flag per hypothesis, naming the one it follows most). Further
+    wordings of a finding already listed are not compared: they track their first wording by design."""
+    finding_of = [findings.get(t, t) for t in texts]
+    leads = [i for i in range(len(texts)) if finding_of[i] not in finding_of[:i]]
+    for n, j in enumerate(leads):
+        later = texts[j]
+        earlier = leads[:n]
+        if not earlier:
+            continue
+        rho = _within_group_spearman(matrix[earlier], matrix[j], groups)
+        known = {texts[i]: float(r) for i, r in zip(earlier, rho, strict=True) if not np.isnan(r)}
+        if not known:
+            continue
+        report.hypothesis_overlap[later] = known
+        leader, r = max(known.items(), key=lambda kv: kv[1])
+        if r >= overlap_flag:
+            report.flagged.append(
+                f"Hypothesis {later!r}: its scores follow those of {leader!r} within the groups (Spearman "
+                f"{r:+.2f}): it may restate the same image signal rather than be a second difference."
+            )

@@ -214,6 +214,11 @@ class ConfounderReport(BaseModel):
     hypothesis_correlation: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="hypothesis text -> field -> correlation of its scores with the field."
     )
+    hypothesis_overlap: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="hypothesis text -> better-ranked hypothesis of another finding -> within-group Spearman "
+        "correlation of their scores.",
+    )
     flagged: list[str] = Field(default_factory=list, description="Plain-language warnings.")
 
 

@@ -542,7 +542,8 @@ class Workspace:
         ]
 
     def confounders(self, top: Sequence[ScoredHypothesis]) -> ConfounderReport | None:
-        """How well each metadata field separates the groups, and how the top hypotheses' scores track them."""
+        """How well each metadata field separates the groups, how the top hypotheses' scores track the fields,
+        and which top hypotheses' scores follow a better-ranked one's (see :mod:`tools.confounders`)."""
         from tools.confounders import check_confounders
 
         started = time.perf_counter()
@@ -553,14 +554,15 @@ class Workspace:
         if missing:
             self.score_rows(missing)
         metadata = [self._studies[i][1].metadata for i in embedded.study_index]
-        if not any(m.as_flat_dict() for m in metadata):
-            self._record("confounder_check", {}, started, "no per-study metadata: nothing to check")
-            return None
         scores = {
             s.hypothesis.text: embedded.matrix[s.hypothesis.key] for s in top if s.hypothesis.key in embedded.matrix
         }
+        if not any(m.as_flat_dict() for m in metadata) and len(scores) < 2:
+            self._record("confounder_check", {}, started, "no per-study metadata and one hypothesis: nothing to check")
+            return None
+        findings = {s.hypothesis.text: s.hypothesis.finding or s.hypothesis.key for s in top}
         try:
-            report = check_confounders(metadata, embedded.in_group_a, scores)
+            report = check_confounders(metadata, embedded.in_group_a, scores, findings=findings)
         except RadDiffError as exc:
             self._record("confounder_check", {}, started, "", error=str(exc))
             return None

@@ -151,8 +151,14 @@ def confounded_outcome(result: PairResult, nuisance: str) -> dict[str, Any]:
         "finding_top1": result.acc1 is not None and result.acc1 > 0,
         "finding_top5": result.acc5 is not None and result.acc5 > 0,
         "nuisance_top5": names_nuisance if nuisance != "view" else None,
-        "flagged": any(field in flag for flag in result.confounder_flags),
+        "flagged": any(_warns_about_field(flag, field) for flag in result.confounder_flags),
     }
+
+
+def _warns_about_field(flag: str, field: str) -> bool:
+    """A confounder warning about the metadata field itself (it separates the groups, or a hypothesis' scores
+    follow it), not one about two hypotheses that happen to name the nuisance."""
+    return (flag.startswith("Metadata alone separates the groups") and field in flag) or f"follow {field}" in flag
 
 
 def sweep_markdown(kind: str, results: Sequence[PairResult]) -> str:
