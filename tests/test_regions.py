@@ -197,27 +197,15 @@ def test_zooming_into_a_small_nodule_raises_its_auroc(cache_dir: Path) -> None:
 @pytest.mark.slow
 @requires_mini_weights
 def test_zooming_into_the_upper_abdomen_raises_the_enteric_tube_tip_auroc_of_the_mini_model(cache_dir: Path) -> None:
-    from evals.benchmarks.bench_zoom import default_cases, render_groups
+    from evals.benchmarks.bench_zoom import contrast_directions, default_cases, render_groups
     from tools.backends.mini import load_mini
-    from tools.scoring import contrast_for
-    from tools.workspace import crop_wording
 
     case = next(c for c in default_cases() if c.region == "upper_abdomen")
     images_a, images_b = render_groups(case, 16, 384, cache_dir=cache_dir)
     model = load_mini()
-    hypothesis = case.hypothesis()
-
-    def direction(h):
-        pos, neg = model.encode_texts([h.text, contrast_for(h)])
-        return pos - neg
-
+    text, crop_text = contrast_directions(model)(case.hypothesis())
     full, zoomed = zoom_experiment(
-        model.encode_images,
-        direction(hypothesis),
-        images_a,
-        images_b,
-        case.region,
-        crop_text_embedding=direction(crop_wording(hypothesis)),
+        model.encode_images, text, images_a, images_b, case.region, crop_text_embedding=crop_text
     )
     # on the whole frame the tip below the diaphragm is a few pixels; in the upper-abdomen crop it shows
     assert zoomed > full + 0.15 and zoomed > 0.8

@@ -560,7 +560,7 @@ class Workspace:
         if not any(m.as_flat_dict() for m in metadata) and len(scores) < 2:
             self._record("confounder_check", {}, started, "no per-study metadata and one hypothesis: nothing to check")
             return None
-        findings = {s.hypothesis.text: s.hypothesis.finding or s.hypothesis.key for s in top}
+        findings = {s.hypothesis.text: _family(s)[0] for s in top}
         try:
             report = check_confounders(metadata, embedded.in_group_a, scores, findings=findings)
         except RadDiffError as exc:

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -182,6 +183,20 @@ TextFn = Callable[[Hypothesis], tuple[np.ndarray, np.ndarray]]
 """Hypothesis -> (direction on full frames, direction on crops)."""
 
 
+def contrast_directions(model: Any) -> TextFn:
+    """The agent's scoring of a hypothesis as text directions for ``model`` (an image-text backend): the
+    difference of the contrast pair's embeddings (its softmax ranks images like this difference) for the
+    hypothesis on full frames, and for its crop wording (:func:`tools.workspace.crop_wording`) on crops."""
+    from tools.scoring import contrast_for
+    from tools.workspace import crop_wording
+
+    def direction(hyp: Hypothesis) -> np.ndarray:
+        pos, neg = model.encode_texts([hyp.text, contrast_for(hyp)])
+        return np.asarray(pos - neg)
+
+    return lambda hyp: (direction(hyp), direction(crop_wording(hyp)))
+
+
 def _scorers(folder: Path | None = None) -> list[tuple[str, EmbedFn, TextFn]]:
     from tools.backends.mini import WEIGHTS_FILE, weights_dir
 
@@ -189,18 +204,9 @@ def _scorers(folder: Path | None = None) -> list[tuple[str, EmbedFn, TextFn]]:
     weights = (folder or weights_dir()) / WEIGHTS_FILE
     if weights.exists():
         from tools.backends.mini import load_mini
-        from tools.scoring import contrast_for
-        from tools.workspace import crop_wording
 
         model = load_mini(folder)
-
-        def direction(hyp: Hypothesis) -> np.ndarray:
-            pos, neg = model.encode_texts([hyp.text, contrast_for(hyp)])
-            return np.asarray(pos - neg)  # the contrast pair's softmax ranks images like this difference
-
-        scorers.append(
-            ("mini CLIP", lambda ims: model.encode_images(ims), lambda h: (direction(h), direction(crop_wording(h))))
-        )
+        scorers.append(("mini CLIP", lambda ims: model.encode_images(ims), contrast_directions(model)))
     else:
         print(f"mini CLIP weights missing ({weights}): local-contrast scorer only")
     scorers.append(("local contrast", local_contrast_embed, lambda _h: (LOCAL_CONTRAST_TEXT, LOCAL_CONTRAST_TEXT)))

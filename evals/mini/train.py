@@ -38,7 +38,9 @@ from tools.vocabulary import FINDINGS
 
 log = logging.getLogger(__name__)
 
-CROP_COVERAGE = 0.1  # a (non-device) finding covering this share of a crop is present in it
+CROP_INSIDE = 0.5  # a finding with this share of its mask inside a crop is present in it...
+CROP_INSIDE_DEVICE = 0.25  # ...a device with this share (tubes are long)...
+CROP_COVERAGE = 0.1  # ...and a (non-device) finding covering this share of a crop is present in it
 
 
 @dataclass
@@ -147,7 +149,9 @@ def crop_truth(
         if fraction is None:  # planted, but its mask is empty: where it is is unknown
             continue
         device = FINDINGS[statement.finding].category == "device"
-        if fraction >= (0.25 if device else 0.5) or (not device and covered[statement.finding] >= CROP_COVERAGE):
+        if fraction >= (CROP_INSIDE_DEVICE if device else CROP_INSIDE) or (
+            not device and covered[statement.finding] >= CROP_COVERAGE
+        ):
             present = True
         elif fraction == 0.0:
             present = False

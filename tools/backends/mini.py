@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -189,44 +189,49 @@ class MiniCXRClip:
             self._text_encoder = load_minilm("cpu")
         return self._text_encoder
 
+    def _tower_batches(self, images: Sequence[np.ndarray], batch_size: int) -> Iterator[tuple[int, torch.Tensor]]:
+        """``(start, un-normalised image-tower output)`` per batch of preprocessed images (call under
+        ``torch.inference_mode()``)."""
+        import torch
+
+        size = int(self.config["image_size"])
+        for start in range(0, len(images), batch_size):
+            pixels = torch.from_numpy(preprocess_images(images[start : start + batch_size], size)).to(self.device)
+            yield start, self.module.image_tower(pixels)  # type: ignore[operator]
+
     def encode_images(self, images: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """Embed canonical grayscale images -> ``(N, D)`` float32 unit vectors."""
         import torch
 
-        if len(images) == 0:
-            return np.zeros((0, int(self.config["embed_dim"])), dtype=np.float32)
-        chunks = []
+        out = np.zeros((len(images), int(self.config["embed_dim"])), dtype=np.float32)
         with torch.inference_mode():
-            for start in range(0, len(images), batch_size):
-                pixels = preprocess_images(images[start : start + batch_size], int(self.config["image_size"]))
-                emb = self.module.encode_image(torch.from_numpy(pixels).to(self.device))  # type: ignore[operator]
-                chunks.append(emb.float().cpu().numpy())
-        return np.concatenate(chunks).astype(np.float32)
+            for start, features in self._tower_batches(images, batch_size):
+                out[start : start + len(features)] = torch.nn.functional.normalize(features, dim=-1).float().cpu()
+        return out
 
-    def statement_logits(self, images: Sequence[np.ndarray], statements: Sequence[Statement]) -> np.ndarray:
+    def statement_logits(
+        self, images: Sequence[np.ndarray], statements: Sequence[Statement], batch_size: int = 64
+    ) -> np.ndarray:
         """``(N, S)`` log-odds that each statement is true of each image: from the supervised statement head for
-        the statements it was trained on, zero-shot (``scale * cos + bias`` of the phrase) for the others."""
+        the statements it was trained on, zero-shot (:meth:`zero_shot_logits` of the phrase) for the others."""
         import torch
 
         out = np.zeros((len(images), len(statements)), dtype=np.float32)
+        in_head = [j for j, s in enumerate(statements) if s in self._statement_index]
+        head_rows = [self._statement_index[statements[j]] for j in in_head]
+        others = [j for j, s in enumerate(statements) if s not in self._statement_index]
         if len(images) == 0:
             return out
-        in_head = [j for j, s in enumerate(statements) if s in self._statement_index]
-        others = [j for j, s in enumerate(statements) if s not in self._statement_index]
-        size = int(self.config["image_size"])
+        text = self.encode_texts([statements[j].phrase() for j in others]) if others else None
+        head: Any = self.module.statement_head
         with torch.inference_mode():
-            for start in range(0, len(images), 64):
-                pixels = torch.from_numpy(preprocess_images(images[start : start + 64], size)).to(self.device)
-                features = self.module.image_tower(pixels)  # type: ignore[operator]
-                stop = start + len(pixels)
+            for start, features in self._tower_batches(images, batch_size):
+                stop = start + len(features)
                 if in_head:
-                    rows = [self._statement_index[statements[j]] for j in in_head]
-                    head: Any = self.module.statement_head
-                    out[start:stop, in_head] = head(features).float().cpu().numpy()[:, rows]
-                if others:
+                    out[start:stop, in_head] = head(features).float().cpu().numpy()[:, head_rows]
+                if text is not None:
                     emb = torch.nn.functional.normalize(features, dim=-1).float().cpu().numpy()
-                    text = self.encode_texts([statements[j].phrase() for j in others])
-                    out[start:stop, others] = emb @ text.T * self.logit_scale + self.logit_bias
+                    out[start:stop, others] = self.zero_shot_logits(emb, text)
         return out
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -242,8 +247,12 @@ class MiniCXRClip:
 
     def probabilities(self, image_embeddings: np.ndarray, text_embeddings: np.ndarray) -> np.ndarray:
         """``sigmoid(scale * cos + bias)``: the probability that each sentence is true of each image."""
-        logits = image_embeddings @ text_embeddings.T * self.logit_scale + self.logit_bias
+        logits = self.zero_shot_logits(image_embeddings, text_embeddings)
         return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float32)
+
+    def zero_shot_logits(self, image_embeddings: np.ndarray, text_embeddings: np.ndarray) -> np.ndarray:
+        """``scale * cos + bias``: the log-odds that each sentence is true of each image, ``(N, H)``."""
+        return np.asarray(image_embeddings @ text_embeddings.T * self.logit_scale + self.logit_bias, dtype=np.float32)
 
 
 def file_sha256(path: Path) -> str:
