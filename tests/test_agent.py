@@ -101,11 +101,11 @@ def test_rules_policy_proposes_the_finding_that_differs_with_its_attributes():
     assert "pneumothorax" in screened and "cardiomegaly" in screened and "pleural_effusion" not in screened
 
 
-def _scored(text, finding, attrs, auroc, group="A", region=None):
+def _scored(text, finding, attrs, auroc, group="A", region=None, ci_half_width=0.05):
     score = HypothesisScore(
         auroc=auroc,
-        ci_low=auroc - 0.05,
-        ci_high=min(auroc + 0.05, 1),
+        ci_low=auroc - ci_half_width,
+        ci_high=min(auroc + ci_half_width, 1),
         p_value=0.01,
         q_value=0.01,
         mean_a=0.6,
@@ -306,6 +306,45 @@ def test_ranking_prefers_the_most_specific_wording_the_texts_support():
     ]
 
 
+def test_small_groups_widen_the_tie_between_wordings_so_the_texts_choose():
+    """A side the texts contradict (atelectasis left in half of the reports, right in the other half) loses
+    to the side-free wording when the AUROC gap is within the noise of 20 vs 20 studies, not when the groups
+    are large and the CI is narrow."""
+    from agent.policies.rules import text_support
+    from tools.workspace import rank_scored
+
+    obs = [
+        _obs("A", ["Basal atelectasis at the left lung base."] * 3 + ["Basal atelectasis at the right lung base."] * 3),
+        _obs("B", ["Lungs are clear."] * 6),
+    ]
+
+    def ranked(ci_half_width: float) -> list[str]:
+        sided = _scored(
+            "basal left atelectasis",
+            "atelectasis",
+            {"side": "left", "pattern": "basal"},
+            0.707,
+            ci_half_width=ci_half_width,
+        )
+        plain = _scored("basal atelectasis", "atelectasis", {"pattern": "basal"}, 0.662, ci_half_width=ci_half_width)
+        support = text_support([sided.hypothesis, plain.hypothesis], obs)
+        assert support[plain.hypothesis.key] == 1.0 and support[sided.hypothesis.key] == 0.5
+        return [s.hypothesis.text for s in rank_scored([sided, plain], support)]
+
+    assert ranked(0.16)[0] == "basal atelectasis"  # 20 vs 20: a 0.045 gap is noise
+    assert ranked(0.03)[0] == "basal left atelectasis"  # large groups: the gap is real
+
+
+def test_rules_policy_proposes_the_tip_position_when_both_groups_have_the_device():
+    a = ["NG tube is coiled in the esophagus."] * 6
+    b = ["Enteric tube with the tip in the stomach."] * 6
+    hyps = RulesPolicy().propose([_obs("A", a), _obs("B", b)], [], RunContext(hypotheses_per_round=4), 0)
+    from_evidence = [(h.text, h.group, h.region) for h in hyps if not h.source.endswith("screen")]
+    assert ("enteric tube coiled in the esophagus", "A", "upper_abdomen") in from_evidence
+    assert ("enteric tube with the tip in the stomach", "B", "upper_abdomen") in from_evidence
+    assert all(h.finding != "enteric_tube" or h.attributes for h in hyps if not h.source.endswith("screen"))
+
+
 def test_two_findings_that_differ_together_are_tested_as_one_hypothesis():
     from agent.policies.rules import combination, text_support
 
@@ -330,3 +369,25 @@ def test_two_findings_that_differ_together_are_tested_as_one_hypothesis():
     assert combination([volumes, _scored("mild pulmonary edema", "pulmonary_edema", {}, 0.7)], obs) is None
     other_side = _scored("pulmonary edema", "pulmonary_edema", {}, 0.97, group="B")
     assert combination([volumes, other_side], obs) is None
+
+
+def test_tip_positions_are_not_proposed_for_a_device_only_one_group_has():
+    """A device present in A and absent in B differs by presence: its tip wordings would only repeat that."""
+    a = ["Central venous catheter with the tip at the cavoatrial junction."] * 6
+    b = ["No lines or tubes."] * 6
+    obs = [_obs("A", a), _obs("B", b)]
+    hyps = RulesPolicy().propose(obs, [], RunContext(hypotheses_per_round=4), 0)
+    cvc = [h for h in hyps if h.finding == "central_venous_catheter"]
+    assert cvc and all("tip" not in h.attributes for h in cvc)
+    best = _scored("central venous catheter", "central_venous_catheter", {}, 1.0)
+    decision = RulesPolicy().reflect([best], obs, RunContext(hypotheses_per_round=4), 1)
+    assert all("tip" not in h.text for h in decision.hypotheses)
+    # the same device in both groups: its tip positions are refined
+    shared = [
+        _obs("A", a),
+        _obs("B", ["Central venous catheter terminates too high, in the brachiocephalic vein."] * 6),
+    ]
+    decision = RulesPolicy().reflect([best], shared, RunContext(hypotheses_per_round=4), 1)
+    assert "central venous catheter with the tip too high, in the brachiocephalic vein" in {
+        h.text for h in decision.hypotheses
+    }

@@ -164,6 +164,39 @@ def test_attributes_side_size_severity_lobe() -> None:
     assert by["pleural_effusion"] == {"side": "left", "size": "small"}
 
 
+@pytest.mark.parametrize(
+    ("sentence", "finding", "tip"),
+    [
+        ("ET tube terminates above the carina.", "endotracheal_tube", "above_carina"),
+        (
+            "The endotracheal tube in place with the tip in the right main bronchus.",
+            "endotracheal_tube",
+            "right_main_bronchus",
+        ),
+        ("NG tube is coiled in the esophagus.", "enteric_tube", "esophagus_coiled"),
+        ("Enteric tube courses into the right lower lobe bronchus.", "enteric_tube", "bronchus"),
+        ("Nasogastric tube with the tip in the stomach.", "enteric_tube", "stomach"),
+        ("Orogastric tube in place.", "enteric_tube", None),  # "gastric" of the name is not a tip
+        ("PICC line terminates in the low SVC.", "picc", "low_svc"),
+        (
+            "Right internal jugular central line with tip at the cavoatrial junction.",
+            "central_venous_catheter",
+            "cavoatrial_junction",
+        ),
+        (
+            "Central venous catheter terminates too high, in the brachiocephalic vein.",
+            "central_venous_catheter",
+            "too_high",
+        ),
+    ],
+)
+def test_device_tip_positions(sentence: str, finding: str, tip: str | None) -> None:
+    [m] = label_sentence(sentence)
+    assert m.finding == finding and m.status == "positive"
+    # the airway's side and lobe words ("right main bronchus") are not the device's
+    assert m.attributes == ({"tip": tip} if tip else {})
+
+
 def test_summary_precedence_positive_beats_uncertain_beats_negated() -> None:
     labels = label_report("No right pleural effusion. Small left pleural effusion. Possible pneumonia. No pneumonia.")
     assert labels.summary["pleural_effusion"] == "positive"

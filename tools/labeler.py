@@ -27,8 +27,9 @@ Pipeline, per report:
    beats negated** (one positive statement anywhere means the finding is present in the report; an
    uncertain one means it is at least raised; only when every mention negates it is it negated).
 
-Attributes (side, size, severity, lobe code, zone, atelectasis pattern) are read from the words around a
-mention in its clause, and kept when the vocabulary lists them for the finding (side and lobe always).
+Attributes (side, size, severity, lobe code, zone, atelectasis pattern, a tube's or line's tip position) are
+read from the words around a mention in its clause, and kept when the vocabulary lists them for the finding
+(side and lobe always, except for tubes and lines, whose side and lobe words name the airway the tip is in).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
-from tools.vocabulary import FINDINGS, LOBES
+from tools.vocabulary import FINDINGS, LOBES, TIP_PATTERNS
 
 Status = Literal["positive", "negated", "uncertain"]
 STATUSES: tuple[Status, ...] = ("positive", "negated", "uncertain")
@@ -462,6 +463,16 @@ def _attributes(finding: str, sentence: str, start: int, end: int) -> dict[str, 
             "plate-like" if p.startswith("plate") or p == "discoid" else ("linear" if p == "linear" else "basal")
         )
     allowed = set(FINDINGS[finding].attributes) | {"side", "lobe"}
+    if finding in TIP_PATTERNS:
+        # a tube's or line's clause names the tip's place, whose side and lobe words ("right main bronchus",
+        # "right lower lobe bronchus") belong to the airway, not to the device; the mention itself is blanked
+        # so that a synonym ("orogastric tube") does not read as a tip ("gastric")
+        allowed = set(FINDINGS[finding].attributes)
+        clause = seg[:offset] + " " * (end - start) + seg[offset + (end - start) :]
+        for value, regex in TIP_PATTERNS[finding]:
+            if re.search(regex, clause, re.I):
+                attrs["tip"] = value
+                break
     kept = {k: v for k, v in attrs.items() if k in allowed}
     if "side" in kept and "side" in FINDINGS[finding].attributes:
         if kept["side"] not in FINDINGS[finding].attributes["side"]:

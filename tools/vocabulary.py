@@ -282,6 +282,26 @@ TIP_PHRASES = {
     "too_high": "with the tip too high, in the brachiocephalic vein",
 }
 
+TIP_PATTERNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "enteric_tube": (
+        ("esophagus_coiled", r"\bcoil|\besophag|\boesophag"),
+        ("bronchus", r"\bbronch|\bairway|\btrache"),
+        ("stomach", r"\bstomach\b|\bgastric\b|\bbelow the (?:left )?(?:hemi)?diaphragm|\bsubdiaphragm"),
+    ),
+    "endotracheal_tube": (
+        ("right_main_bronchus", r"\bright main|\bmainstem|\bmain stem|\bbronch"),
+        ("above_carina", r"\babove (?:the )?carina|\bcm above|\bappropriate|\bsatisfactory|\bstandard position"),
+    ),
+    "central_venous_catheter": (
+        ("too_high", r"\btoo high|\bbrachiocephalic|\bhigh position|\bpositioned high|\bproximal|\binnominate"),
+        ("cavoatrial_junction", r"\bcavo-?atrial|\batriocaval|\bjunction"),
+        ("low_svc", r"\b(?:low|lower|distal)[ -]?(?:svc|superior vena cava)"),
+    ),
+}
+TIP_PATTERNS["picc"] = TIP_PATTERNS["central_venous_catheter"]
+"""How reports state each device's tip position: (tip value, regex) in the order they are tried. The report
+labeler reads tips with them (in the clause of the mention) and the structured judge parses hypotheses."""
+
 # Anatomical regions for localize-and-zoom; keys are what the agent and the tools say.
 REGIONS: dict[str, str] = {
     "apex_left": "left lung apex",

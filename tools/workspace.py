@@ -64,7 +64,12 @@ class _Embedded:
 
 AUROC_TOLERANCE = 0.03
 """Wordings of one finding whose AUROCs (on the same images) differ by less than this separate the groups
-equally well: among them the text evidence and specificity decide."""
+equally well: among them the text evidence and specificity decide ..."""
+TIE_CI_FRACTION = 0.3
+"""... or by less than this fraction of the half-width of the best wording's 95% CI, when that is wider (small
+groups): two wordings of one finding score the same images with scores that correlate at r ~ 0.9, so the
+standard error of their AUROC difference is sqrt(2 (1 - r)) ~ 0.45 of either AUROC's, i.e. ~0.23 of the CI
+half-width; differences within ~1.3 of those standard errors are not evidence that one wording is better."""
 TEXT_WEIGHT = 0.05
 """What full text backing is worth in AUROC when findings are ranked: a finding called in all of its group's
 descriptions (or reports) and none of the other group's ranks as if its AUROC were this much higher. Image-text
@@ -90,7 +95,8 @@ def rank_scored(pool: Sequence[ScoredHypothesis], support: dict[str, float] | No
     """Best first, one entry per (hypothesis text, region): the best-scored one.
 
     Wordings are grouped into families (one finding, one group). Within a family, the wordings whose AUROC is
-    within :data:`AUROC_TOLERANCE` of the family's best are equally good and ordered by :func:`rank_key` without
+    within :data:`AUROC_TOLERANCE` (or :data:`TIE_CI_FRACTION` of the CI half-width) of the family's best are
+    equally good and ordered by :func:`rank_key` without
     the AUROC rounding (so a specific wording the texts back is not beaten by a broader one by a few hundredths
     of AUROC), the rest follow by :func:`rank_key`. Families are ordered by their best AUROC plus
     :data:`TEXT_WEIGHT` times how much the texts back the finding (2 decimals), then by that backing (of the
@@ -109,10 +115,14 @@ def rank_scored(pool: Sequence[ScoredHypothesis], support: dict[str, float] | No
         families.setdefault(_family(item), []).append(item)
     ordered: list[list[ScoredHypothesis]] = []
     for members in families.values():
-        top = max(m.directional_auroc for m in members)
+        leader = max(members, key=lambda m: m.directional_auroc)
+        top = leader.directional_auroc
+        tolerance = max(AUROC_TOLERANCE, TIE_CI_FRACTION * (leader.score.ci_high - leader.score.ci_low) / 2)
 
-        def within(item: ScoredHypothesis, top: float = top) -> tuple[bool, tuple[float, float, int, float]]:
-            tied = item.directional_auroc >= top - AUROC_TOLERANCE
+        def within(
+            item: ScoredHypothesis, top: float = top, tolerance: float = tolerance
+        ) -> tuple[bool, tuple[float, float, int, float]]:
+            tied = item.directional_auroc >= top - tolerance
             key = rank_key(item, support)
             return (tied, (1.0, *key[1:]) if tied else key)
 

@@ -3,9 +3,9 @@
 Propose: label every description (and report) with the report labeler, compare how often each finding of
 the vocabulary is positive in group A vs B, and propose the findings that differ most, phrased with the
 attributes most common where they are present (side, size, lobe, tip), at several levels of detail.
-Reflect: refine the best hypothesis by its attributes (one attribute fewer; other sides, sizes, lobes, tip
-positions, patterns), zoom into the region a localized finding implies, describe more studies when evidence
-is thin, else stop.
+Reflect: refine the best hypothesis by its attributes (one attribute fewer; other sides, sizes, lobes,
+patterns, and the tip positions of a device both groups have), zoom into the region a localized finding
+implies, describe more studies when evidence is thin, else stop.
 Convergence is decided by the graph (``agent.convergence``), the same rule for every policy.
 """
 
@@ -34,6 +34,12 @@ COMBINE_SUPPORT = 0.5
 """... and that the descriptions or reports back by at least this much (see :func:`text_support`), in the same
 group, are tested together as one hypothesis ("X with Y"): a pair of cohorts often differs in two findings
 at once (edema with effusions, low volumes with perihilar opacity), and a radiologist names both."""
+
+SHARED_DEVICE_FRACTION = 0.3
+"""A tube or line that the texts call in at least this fraction of *both* groups is shared: where its tip lies
+can be the difference, so its tip positions are proposed and refined. A device only one group has differs by
+its presence; its tip wordings would only repeat that (and the ground truth of a presence difference does not
+name the tip)."""
 
 REFINABLE = ("side", "size", "severity", "lobe", "tip", "zone", "pattern", "direction")
 LOCALIZED = {
@@ -66,6 +72,12 @@ class FindingEvidence:
     def difference(self) -> float:
         """Fraction in A minus fraction in B."""
         return self.fraction("A") - self.fraction("B")
+
+    @property
+    def tip_can_differ(self) -> bool:
+        """True for a device with a tip position that both groups have (:data:`SHARED_DEVICE_FRACTION`)."""
+        has_tip = "tip" in FINDINGS[self.finding].attributes
+        return has_tip and min(self.fraction("A"), self.fraction("B")) >= SHARED_DEVICE_FRACTION
 
 
 PositiveMentions = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
@@ -207,6 +219,8 @@ class RulesPolicy:
         for evidence in table.values():
             candidates.append((evidence.difference, evidence, {}))
             names = set(evidence.attributes["A"]) | set(evidence.attributes["B"])
+            if not evidence.tip_can_differ:
+                names.discard("tip")
             for name in names:
                 values = set(evidence.attributes["A"].get(name, {})) | set(evidence.attributes["B"].get(name, {}))
                 for value in values:
@@ -226,6 +240,8 @@ class RulesPolicy:
                 f"texts vs {evidence.fraction('B'):.0%} of group B texts (difference {difference:+.0%})"
             )
             common = {**_common_attributes(evidence, group), **attrs}
+            if not evidence.tip_can_differ:
+                common.pop("tip", None)
             for variant in (attrs, common):
                 hyp = _hypothesis(evidence.finding, variant, group, rationale, f"rules/round{round_}")
                 if hyp.key not in tested and all(h.key != hyp.key for h in out):
@@ -254,6 +270,7 @@ class RulesPolicy:
             return Decision(action="describe_more", reason="no hypothesis could be scored yet")
         best = sorted(scored, key=lambda s: s.directional_auroc, reverse=True)[: context.top_k]
         tested = {s.hypothesis.key for s in scored}
+        evidence = evidence_from_observations(observations)
         refinements: list[Hypothesis] = []
         combined = combination(scored, observations, round_)
         if combined is not None and combined.key not in tested:
@@ -264,9 +281,10 @@ class RulesPolicy:
                 continue
             # neighbours in the attribute lattice: one attribute set or changed, or one dropped (broader)
             variants = [{k: v for k, v in hyp.attributes.items() if k != name} for name in hyp.attributes]
+            refinable = [n for n in REFINABLE if n != "tip" or evidence[hyp.finding].tip_can_differ]
             variants += [
                 {**hyp.attributes, name: value}
-                for name in REFINABLE
+                for name in refinable
                 for value in FINDINGS[hyp.finding].attributes.get(name, ())
             ]
             for attrs in variants:

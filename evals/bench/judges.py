@@ -123,23 +123,6 @@ _INCREASE = re.compile(
     r"\b(more|larger|bigger|greater|increased|increasing|worse|worsening|worsened|extensive|heavier|prominent)\b", re.I
 )
 _DECREASE = re.compile(r"\b(less|smaller|fewer|milder|lesser|decreased|decreasing|improved|improving|reduced)\b", re.I)
-_TIPS: dict[str, tuple[tuple[str, str], ...]] = {
-    "enteric_tube": (
-        ("esophagus_coiled", r"coil|esophag|oesophag"),
-        ("bronchus", r"bronch|airway|trache"),
-        ("stomach", r"stomach|gastric|below the (?:left )?(?:hemi)?diaphragm|subdiaphragm"),
-    ),
-    "endotracheal_tube": (
-        ("right_main_bronchus", r"right main|mainstem|main stem|bronch"),
-        ("above_carina", r"above the carina|above carina|cm above|appropriate|satisfactory|standard position"),
-    ),
-    "central_venous_catheter": (
-        ("too_high", r"too high|brachiocephalic|high position|positioned high|proximal|innominate"),
-        ("cavoatrial_junction", r"cavo-?atrial|atriocaval|junction"),
-        ("low_svc", r"(?:low|lower|distal)(?:er)?[ -]?(?:svc|superior vena cava)"),
-    ),
-}
-_TIPS["picc"] = _TIPS["central_venous_catheter"]
 
 
 @dataclass
@@ -166,7 +149,7 @@ def _normalise(text: str) -> str:
 def parse_findings(text: str) -> list[tuple[str, bool, dict[str, str]]]:
     """Findings stated in ``text``: (finding key, present?, attributes), one entry per finding."""
     from tools.labeler import label_report
-    from tools.vocabulary import FINDINGS
+    from tools.vocabulary import FINDINGS, TIP_PATTERNS
 
     norm = _normalise(text)
     labels = label_report(norm)
@@ -182,8 +165,8 @@ def parse_findings(text: str) -> list[tuple[str, bool, dict[str, str]]]:
                 attrs["direction"] = direction.group(1)
         elif "side" not in allowed and mention.finding != "consolidation":
             attrs.pop("side", None)
-        if mention.finding in _TIPS:
-            for value, regex in _TIPS[mention.finding]:
+        if mention.finding in TIP_PATTERNS:
+            for value, regex in TIP_PATTERNS[mention.finding]:
                 if re.search(regex, norm):
                     attrs["tip"] = value
                     break

@@ -17,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 
 from evals.synth.findings import PlantedFinding
-from tools.vocabulary import FINDINGS, LOBE_NAMES, describe_finding
+from tools.vocabulary import FINDINGS, LOBE_NAMES, TIP_PATTERNS, describe_finding
 
 PARENCHYMAL = ("consolidation", "nodule", "mass", "pulmonary_edema", "atelectasis")
 PLEURAL = ("pleural_effusion", "pneumothorax")
@@ -464,12 +464,8 @@ def _parse_attrs(key: str, s: str) -> dict[str, str]:
     if "leads" in allowed and (m := _LEADS.search(s)):
         out["leads"] = m.group(1)
     if "tip" in allowed:
-        rules = {
-            "endotracheal_tube": [("main bronchus", "right_main_bronchus"), ("above the carina", "above_carina")],
-            "enteric_tube": [("bronchus", "bronchus"), ("coiled", "esophagus_coiled"), ("stomach", "stomach")],
-        }.get(key, [("brachiocephalic", "too_high"), ("cavoatrial", "cavoatrial_junction"), ("low svc", "low_svc")])
-        for needle, tip in rules:
-            if needle in s:
+        for tip, regex in TIP_PATTERNS[key]:
+            if re.search(regex, s, re.I):
                 out["tip"] = tip
                 break
     return out
