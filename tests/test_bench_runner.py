@@ -110,6 +110,35 @@ def test_runner_refuses_to_mix_configurations(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr("evals.bench.runner.weights_fingerprint", lambda: {"mini-cxr-clip.safetensors": "0" * 16})
     with pytest.raises(InputError, match="another weights"):
         _runner(tmp_path).run(PAIRS[:1], progress=False)
+    monkeypatch.undo()
+    FakeAgent().install(monkeypatch)
+    _runner(tmp_path).run(PAIRS[:1], progress=False)  # the same configuration resumes
+    # changed code (another policy, scorer or judge): stored results are not resumed either
+    monkeypatch.setattr("evals.bench.runner.code_fingerprint", lambda: "1" * 16)
+    with pytest.raises(InputError, match="another code"):
+        _runner(tmp_path).run(PAIRS[:1], progress=False)
+
+
+def test_code_fingerprint_follows_the_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from evals.bench import runner
+
+    package = tmp_path / "fakepkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(runner, "CODE_PACKAGES", ("fakepkg",))
+    runner.code_fingerprint.cache_clear()
+    first = runner.code_fingerprint()
+    (package / "notes.md").write_text("a document, not code\n")
+    runner.code_fingerprint.cache_clear()
+    assert runner.code_fingerprint() == first
+    (package / "policy.py").write_text("THRESHOLD = 0.5\n")
+    runner.code_fingerprint.cache_clear()
+    assert runner.code_fingerprint() != first
+    runner.code_fingerprint.cache_clear()
+    sys.modules.pop("fakepkg", None)
 
 
 class BrokenJudge:

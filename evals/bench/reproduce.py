@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from evals.bench.metrics import PairResult, _mean, comparison_markdown, summarize, summarize_suite, summary_markdown
-from evals.bench.runner import BenchRunner, weights_fingerprint, write_json_atomic, write_text_atomic
+from evals.bench.runner import (
+    BenchRunner,
+    code_fingerprint,
+    weights_fingerprint,
+    write_json_atomic,
+    write_text_atomic,
+)
 from evals.bench.suites import Suite
 from tools.domain import InputError
 
@@ -157,8 +163,9 @@ def reproduce(
     from evals.bench.sweeps import build_sweep, sweep_build_dir, sweep_markdown
 
     plan = plan or (Plan.quick() if quick else Plan())
-    if out is None:  # one work folder per set of weights: retrained weights never resume stale results
-        tag = hashlib.sha256(json.dumps(weights_fingerprint(), sort_keys=True).encode()).hexdigest()[:10]
+    if out is None:  # one work folder per weights and code: neither retrained weights nor changed code resume
+        fingerprint = {"weights": weights_fingerprint(), "code": code_fingerprint()}  # stale results
+        tag = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:10]
         out = Path(settings.output_dir) / ("bench-reproduce-quick" if quick else "bench-reproduce") / tag
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ per process); a pair that fails is recorded with ``status='error'`` and the run 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,9 @@ from tools.domain import InputError, RadDiffError, RunResult
 
 log = logging.getLogger(__name__)
 
-CONFIG_KEYS_MUST_MATCH = ("suite", "judge", "ablations", "context", "weights")
+CONFIG_KEYS_MUST_MATCH = ("suite", "judge", "ablations", "context", "weights", "code")
+CODE_PACKAGES = ("agent", "tools", "graphs", "evals", "prompts")
+"""The packages whose source decides a benchmark result (policy, scoring, judging, prompts)."""
 
 
 def weights_fingerprint() -> dict[str, str]:
@@ -49,6 +53,25 @@ def weights_fingerprint() -> dict[str, str]:
     from tools.backends.mini import file_sha256, weights_dir
 
     return {p.name: file_sha256(p)[:16] for p in sorted(weights_dir().glob("*.safetensors"))}
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """SHA-256 (16 hex digits) over the project's source files (``*.py`` and the prompt templates of
+    :data:`CODE_PACKAGES`, wherever they are installed): results of other code must not mix either, so a
+    resumed run or ``raddiff bench reproduce`` never reuses pair results that an older policy produced."""
+    import importlib
+
+    digest = hashlib.sha256()
+    for name in CODE_PACKAGES:
+        root = Path(importlib.import_module(name).__file__ or "").parent
+        for path in sorted(root.rglob("*")):
+            if path.suffix in (".py", ".md", ".txt", ".yaml") and path.is_file() and "__pycache__" not in path.parts:
+                if path.suffix == ".md" and name != "prompts":
+                    continue  # documents (evals/RESULTS.md, the model card) are outputs, not code
+                digest.update(f"{name}/{path.relative_to(root).as_posix()}\0".encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -142,6 +165,7 @@ class BenchRunner:
             "ablations": sorted(self.ablations),
             "context": context,
             "weights": weights_fingerprint(),
+            "code": code_fingerprint(),
         }
 
     def _check_config(self) -> None:
