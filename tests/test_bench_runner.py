@@ -279,8 +279,11 @@ def test_results_markdown_renders_every_section() -> None:
         plan=Plan(),
         workers=2,
         quick=False,
+        second={"seed": 1, "results": main[1:], "summary": summarize_suite(main[1:])},
     )
     assert "acc@1 0.833 (target >= 0.80: reached)" in text
+    assert "## SynthDiffBench, second draw (seed 1)" in text and "acc@1 0.750, acc@5 1.000." in text
+    assert "(acc@1 < 1): `p1` (acc@1 0.5, acc@5 1.0)." in text
     assert "acc@5 1.000 (target >= 0.95: reached)" in text
     assert "suite wall time 33.3 min (target <= 30 min: NOT reached)" in text
     assert "| no_zoom | no localize-and-zoom | 1 | 1.000 |" in text and "+0.167" in text
