@@ -177,19 +177,17 @@ def reproduce(
     meta_path = out / "timings.json"
     agreement = judge_agreement(default_gold_path())
 
-    suite_dir = Path(settings.cache_dir) / "synthdiffbench"
-    suite, build_s = _timed(
-        meta_path,
-        "build_suite_s",
-        lambda: synthdiffbench(
-            suite_dir,
+    def build_suite(seed: int) -> Any:
+        return synthdiffbench(
+            Path(settings.cache_dir) / "synthdiffbench",
             n=plan.suite_n,
             size=plan.suite_size,
-            seed=settings.seed,
+            seed=seed,
             names=plan.suite_pairs,
             cache_dir=settings.cache_dir,
-        ),
-    )
+        )
+
+    suite, build_s = _timed(meta_path, "build_suite_s", lambda: build_suite(settings.seed))
     main_runner = _runner(out / "full", "synthdiffbench", settings, [], workers)
     main = main_runner.run(suite.pairs)
     main_s = float(main_runner.timing()["seconds"])
@@ -198,14 +196,7 @@ def reproduce(
     second: dict[str, Any] | None = None
     if plan.second_draw_seed is not None:
         draw_settings = settings.model_copy(update={"seed": plan.second_draw_seed})
-        draw = synthdiffbench(
-            suite_dir,
-            n=plan.suite_n,
-            size=plan.suite_size,
-            seed=plan.second_draw_seed,
-            names=plan.suite_pairs,
-            cache_dir=settings.cache_dir,
-        )
+        draw = build_suite(plan.second_draw_seed)
         draw_runner = _runner(
             out / f"second-draw-seed{plan.second_draw_seed}", "synthdiffbench", draw_settings, [], workers
         )
