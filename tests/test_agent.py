@@ -1,4 +1,5 @@
 import json
+import os
 import time
 
 import numpy as np
@@ -391,3 +392,33 @@ def test_tip_positions_are_not_proposed_for_a_device_only_one_group_has():
     assert "central venous catheter with the tip too high, in the brachiocephalic vein" in {
         h.text for h in decision.hypotheses
     }
+
+
+def test_rules_proposals_do_not_depend_on_string_hashing():
+    """Proposals are the same in every process: ties between attribute values are not broken by set order
+    (Python randomises string hashes per process), so a benchmark run is reproducible."""
+    import subprocess
+    import sys
+
+    script = (
+        "from agent.context import RunContext\n"
+        "from agent.policies.rules import RulesPolicy\n"
+        "from agent.state import Observation\n"
+        "texts = {'A': ['Consolidation in the right upper lobe.', 'Right lower lobe pneumonia.',\n"
+        "               'Left upper lobe opacity.', 'Small left pleural effusion.', 'Large right pleural effusion.',\n"
+        "               'Moderate bilateral pleural effusions.'], 'B': ['Lungs are clear.'] * 6}\n"
+        "obs = [Observation(kind='reports', round=0, group=g, texts=t, study_ids=[f'{g}{i}' for i in range(len(t))])\n"
+        "       for g, t in texts.items()]\n"
+        "print([h.text for h in RulesPolicy().propose(obs, [], RunContext(hypotheses_per_round=8), 0)])\n"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in range(6)
+    }
+    assert len(outputs) == 1, outputs

@@ -102,7 +102,8 @@ def _labelled_texts(observations: Sequence[Observation], kind: str | None = None
 
 
 def evidence_from_observations(observations: Sequence[Observation]) -> dict[str, FindingEvidence]:
-    """Label every description and report text of the observations; tally positives per finding and group."""
+    """Label every description and report text of the observations; tally positives per finding and group, and
+    the attribute values they state (tip positions only for a device both groups have)."""
     table = {key: FindingEvidence(key) for key in FINDINGS}
     for group, texts in _labelled_texts(observations).items():
         for mentions in texts:
@@ -114,6 +115,10 @@ def evidence_from_observations(observations: Sequence[Observation]) -> dict[str,
                     for attrs in found:
                         for name, value in attrs:
                             evidence.attributes[group].setdefault(name, Counter())[value] += 1
+    for evidence in table.values():
+        if not evidence.tip_can_differ:  # a device one group lacks differs by presence, not by where its tip is
+            for group in ("A", "B"):
+                evidence.attributes[group].pop("tip", None)
     return table
 
 
@@ -218,11 +223,12 @@ class RulesPolicy:
         candidates: list[tuple[float, FindingEvidence, dict[str, str]]] = []
         for evidence in table.values():
             candidates.append((evidence.difference, evidence, {}))
-            names = set(evidence.attributes["A"]) | set(evidence.attributes["B"])
-            if not evidence.tip_can_differ:
-                names.discard("tip")
+            # sorted: equal differences keep one order in every process (set order follows string hashing)
+            names = sorted(set(evidence.attributes["A"]) | set(evidence.attributes["B"]))
             for name in names:
-                values = set(evidence.attributes["A"].get(name, {})) | set(evidence.attributes["B"].get(name, {}))
+                values = sorted(
+                    set(evidence.attributes["A"].get(name, {})) | set(evidence.attributes["B"].get(name, {}))
+                )
                 for value in values:
                     share = {
                         g: evidence.attributes[g].get(name, Counter())[value] / max(evidence.seen[g], 1)
@@ -240,8 +246,6 @@ class RulesPolicy:
                 f"texts vs {evidence.fraction('B'):.0%} of group B texts (difference {difference:+.0%})"
             )
             common = {**_common_attributes(evidence, group), **attrs}
-            if not evidence.tip_can_differ:
-                common.pop("tip", None)
             for variant in (attrs, common):
                 hyp = _hypothesis(evidence.finding, variant, group, rationale, f"rules/round{round_}")
                 if hyp.key not in tested and all(h.key != hyp.key for h in out):

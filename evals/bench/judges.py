@@ -149,7 +149,7 @@ def _normalise(text: str) -> str:
 def parse_findings(text: str) -> list[tuple[str, bool, dict[str, str]]]:
     """Findings stated in ``text``: (finding key, present?, attributes), one entry per finding."""
     from tools.labeler import label_report
-    from tools.vocabulary import FINDINGS, TIP_PATTERNS
+    from tools.vocabulary import FINDINGS
 
     norm = _normalise(text)
     labels = label_report(norm)
@@ -165,11 +165,6 @@ def parse_findings(text: str) -> list[tuple[str, bool, dict[str, str]]]:
                 attrs["direction"] = direction.group(1)
         elif "side" not in allowed and mention.finding != "consolidation":
             attrs.pop("side", None)
-        if mention.finding in TIP_PATTERNS:
-            for value, regex in TIP_PATTERNS[mention.finding]:
-                if re.search(regex, norm):
-                    attrs["tip"] = value
-                    break
         attrs = {k: v for k, v in attrs.items() if k in allowed or k == "side"}
         if mention.finding in out:
             was_present, was_attrs = out[mention.finding]
