@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from evals.mini.data import MASK_SIZE, pool_mask
-from evals.mini.train import crop_truth, hard_negative_matrix, statement_weights, truth_matrix
+from evals.mini.train import (
+    crop_truth,
+    dense_map_names,
+    dense_targets,
+    hard_negative_matrix,
+    statement_weights,
+    truth_matrix,
+)
 from tools.phrasing import Statement, statement_bank
 from tools.vocabulary import FINDINGS
 
@@ -106,6 +113,33 @@ def test_pool_mask_keeps_any_pixel_of_a_block():
     assert pooled.sum() == 1 and pooled[25, 1]
 
 
+def test_dense_targets_map_each_finding_and_each_device_by_its_tip():
+    truth = {"enteric_tube": {"tip": "esophagus_coiled"}, "nodule": {"side": "left", "zone": "mid", "size": "small"}}
+    masks = _masks(enteric_tube=(0, 20, 30, 24))  # the nodule is planted but shows nowhere (empty mask)
+    maps, valid = dense_targets(masks, truth)
+    names = dense_map_names()
+    assert maps.shape == (len(names), MASK_SIZE, MASK_SIZE) and valid.shape == (len(names),)
+    tube = names.index("enteric_tube")
+    assert maps[tube].sum() == 30 * 4
+    np.testing.assert_array_equal(maps[names.index("enteric_tube:tip=esophagus_coiled")], maps[tube])
+    assert not maps[names.index("enteric_tube:tip=stomach")].any()
+    assert not maps[names.index("picc:tip=low_svc")].any()  # no PICC: its maps are known to be empty
+    assert valid[names.index("picc:tip=low_svc")] and valid[names.index("pleural_effusion")]
+    assert not valid[names.index("nodule")]  # planted but not located: unknown, not "absent"
+    assert {n for n in names if ":tip=" in n} == {
+        f"{k}:tip={v}" for k, f in FINDINGS.items() for v in f.attributes.get("tip", ())
+    }
+
+
+def test_pool_mask_pools_a_stack_of_maps_and_rejects_a_too_small_one():
+    maps = np.zeros((3, 48, 48), dtype=bool)
+    maps[1, 47, 0] = True
+    pooled = pool_mask(maps, 12)
+    assert pooled.shape == (3, 12, 12) and pooled.sum() == 1 and pooled[1, 11, 0]
+    with pytest.raises(ValueError, match="smaller than the pooled size"):
+        pool_mask(maps[:, :10, :10], 12)
+
+
 def test_statement_record_round_trip():
     for statement in statement_bank():
         record = json.loads(json.dumps(statement.to_record()))
@@ -124,6 +158,10 @@ def test_a_tiny_training_run_saves_weights_that_load_with_their_statement_head(t
     record = train_mini(tmp_path / "weights", config, tmp_path / "cache", progress=False)
     assert record["training"]["steps"] == 2 and np.isfinite(record["training"]["final_loss"])
     model = load_mini(tmp_path / "weights")
+    assert model.config["dense_channels"] == len(record["dense_maps"]) == len(dense_map_names())
+    with torch.inference_mode():
+        _, dense = model.module.image_tower.forward_dense(torch.zeros(2, 1, 48, 48))
+    assert dense.shape == (2, len(dense_map_names()), 3, 3)  # the stride-16 grid of a 48 px input
     assert len(model.statements) == record["model"]["n_statements"] == len(statement_bank())
     images = [np.random.default_rng(i).random((60, 50)).astype(np.float32) for i in range(3)]
     known = [Statement("pleural_effusion", True), Statement("pleural_effusion", False)]
@@ -139,3 +177,25 @@ def test_a_tiny_training_run_saves_weights_that_load_with_their_statement_head(t
     np.testing.assert_allclose(
         model.statement_logits(images, [unknown]), zero_shot * model.logit_scale + model.logit_bias, atol=1e-4
     )
+
+
+def test_batches_carry_dense_targets_and_leave_tip_maps_unknown_on_crops():
+    from evals.mini.data import ImagePool
+    from evals.mini.train import TrainConfig, _prepare
+
+    truth = {"enteric_tube": {"tip": "stomach"}}
+    masks = np.stack([_masks(enteric_tube=(0, 20, 40, 24))] * 4)
+    images = np.random.default_rng(0).integers(0, 255, (4, 96, 96), dtype=np.uint8)
+    pool = ImagePool(images, [truth] * 4, [{}] * 4, [0, 1, 2, 3], masks)
+    config = TrainConfig(batch_size=4, crop_fraction=0.5, decimate_fraction=0.0)
+    data = _prepare(pool, 48, statement_bank(), config)
+    batch = data.sample(config, np.random.default_rng(1))
+    names = dense_map_names()
+    assert batch.dense.shape == (4, len(names), 3, 3) and batch.pixels.shape == (4, 1, 48, 48)
+    tips = [c for c, n in enumerate(names) if ":tip=" in n]
+    assert not batch.dense_valid[:2][:, tips].any()  # the two crops
+    assert batch.dense_valid[2:].all()  # whole images: every map known
+    whole = pool_mask(dense_targets(masks[0], truth)[0], 3).astype(np.float32)
+    np.testing.assert_array_equal(batch.dense[2], whole)
+    assert batch.dense[2, names.index("enteric_tube:tip=stomach")].any()
+    assert (data.dense_pos_weight(cap=30.0) >= 1.0).all()

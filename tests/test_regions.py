@@ -196,7 +196,7 @@ def test_zooming_into_a_small_nodule_raises_its_auroc(cache_dir: Path) -> None:
 
 @pytest.mark.slow
 @requires_mini_weights
-def test_zooming_into_the_upper_abdomen_raises_the_enteric_tube_tip_auroc_of_the_mini_model(cache_dir: Path) -> None:
+def test_the_mini_model_reads_the_enteric_tube_tip_on_the_upper_abdomen_crop(cache_dir: Path) -> None:
     from evals.benchmarks.bench_zoom import contrast_directions, default_cases, render_groups
     from tools.backends.mini import load_mini
 
@@ -207,5 +207,6 @@ def test_zooming_into_the_upper_abdomen_raises_the_enteric_tube_tip_auroc_of_the
     full, zoomed = zoom_experiment(
         model.encode_images, text, images_a, images_b, case.region, crop_text_embedding=crop_text
     )
-    # on the whole frame the tip below the diaphragm is a few pixels; in the upper-abdomen crop it shows
-    assert zoomed > full + 0.15 and zoomed > 0.8
+    # the crop shows the tip (below the diaphragm, or coiled above it) at 2-3x: the model, trained on crops, reads
+    # it there as well as on the whole frame (weights before the dense head: 0.39 on the frame, 0.83 on the crop)
+    assert zoomed > 0.9 and zoomed >= full - 0.05

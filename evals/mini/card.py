@@ -48,6 +48,17 @@ def render_card(data: dict[str, Any], weights_mb: float) -> str:
         f"  {training.get('hard_negative_share', '?')} of an attribute statement's negative weight on hard negatives",
         "  (the finding with another side, lobe or tip); the same loss on a linear statement head over the image",
         "  tower's un-normalised output, which the describer reads.",
+        *(
+            [
+                f"- Dense head (training only, loss weight {training['dense_loss_weight']}): from the last two stages",
+                f"  of the image tower, {len(data.get('dense_maps', []))} maps on a 12x12 grid of where each planted "
+                "finding shows, and of where each",
+                "  device shows for each of its tip positions (from the findings' masks; per-tip maps left out on "
+                "crops).",
+            ]
+            if training.get("dense_loss_weight") and data.get("dense_maps")
+            else []
+        ),
         f"- {training.get('steps', '?')} steps of {training.get('batch_size', '?')} images, AdamW, one-cycle lr "
         f"{training.get('lr', '?')}, seed {training.get('seed', '?')}; rendering "
         f"{training.get('render_seconds', '?')} s (near 0 when the images were cached by an earlier run; about 7 min "

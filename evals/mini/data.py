@@ -95,10 +95,13 @@ def _render_with_masks(truth: Truth, seed: int, size: int) -> tuple[np.ndarray, 
 
 
 def pool_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """Block-max pool a boolean ``(H, W)`` mask to ``(size, size)`` (any pixel of a block counts)."""
-    rows = np.linspace(0, mask.shape[0], size + 1).astype(int)
-    cols = np.linspace(0, mask.shape[1], size + 1).astype(int)
-    return np.logical_or.reduceat(np.logical_or.reduceat(mask, rows[:-1], axis=0), cols[:-1], axis=1)
+    """Block-max pool a boolean ``(..., H, W)`` mask to ``(..., size, size)`` (any pixel of a block counts); the
+    mask must be at least ``size`` a side."""
+    if min(mask.shape[-2:]) < size:
+        raise ValueError(f"mask of shape {mask.shape} is smaller than the pooled size {size}")
+    rows = np.linspace(0, mask.shape[-2], size + 1).astype(int)
+    cols = np.linspace(0, mask.shape[-1], size + 1).astype(int)
+    return np.logical_or.reduceat(np.logical_or.reduceat(mask, rows[:-1], axis=-2), cols[:-1], axis=-1)
 
 
 def _render_chunk(args: tuple[list[tuple[Truth, int]], int]) -> list[tuple[np.ndarray, dict[str, str], np.ndarray]]:

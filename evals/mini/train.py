@@ -16,7 +16,11 @@ What makes it learn in minutes on two CPU cores:
 - images are rendered at twice the model's input size, so a share of each batch is region crops at up to 2x
   magnification, labelled from the planted findings' masks (a finding mostly inside the crop is present, one
   outside it absent, one cut by the crop undecided): the model then also reads the zoomed crops that
-  localize-and-zoom gives it.
+  localize-and-zoom gives it;
+- an auxiliary dense head maps, on the stride-16 grid, where each planted finding shows and where each device
+  shows for each of its tip positions (from the findings' masks): a rib fracture or a tube tip is a few pixels of
+  the frame, and an image-level label says only that it is somewhere. Measured at 500 steps against the same
+  run without it: describer macro F1 0.54 -> 0.62; at 1500 steps enteric-tube tip 0.64 -> 0.96 (MODEL_CARD.md).
 """
 
 from __future__ import annotations
@@ -31,8 +35,15 @@ from typing import Any
 
 import numpy as np
 
-from evals.mini.data import MASK_SIZE, ImagePool, Truth, build_pool, training_recipes
-from tools.backends.mini import CONFIG_FILE, DEFAULT_CONFIG, WEIGHTS_FILE, build_mini_modules, preprocess_images
+from evals.mini.data import MASK_SIZE, ImagePool, Truth, build_pool, pool_mask, training_recipes
+from tools.backends.mini import (
+    CONFIG_FILE,
+    DEFAULT_CONFIG,
+    DENSE_STRIDE,
+    WEIGHTS_FILE,
+    build_mini_modules,
+    preprocess_images,
+)
 from tools.phrasing import Statement, statement_bank
 from tools.vocabulary import FINDINGS
 
@@ -57,6 +68,8 @@ class TrainConfig:
     max_class_weight: float = 10.0  # cap of the per-statement balancing weight (either side)
     hard_negative_share: float = 0.5  # share of an attribute statement's negative weight on the hard negatives
     head_loss_weight: float = 1.0  # auxiliary statement head on the un-normalised image features
+    dense_loss_weight: float = 1.0  # auxiliary dense head: where each finding (and each device by tip) is
+    dense_max_pos_weight: float = 30.0  # cap of a dense map's positive-pixel weight
     crop_fraction: float = 0.25  # share of each batch that is a region crop
     decimate_fraction: float = 0.5  # share of whole images decimated (aliased) instead of resized (smooth)
     crop_scale: tuple[float, float] = (0.3, 0.7)  # crop side, as a fraction of the frame (regions: 0.27-0.7)
@@ -161,6 +174,35 @@ def crop_truth(
     return out
 
 
+def dense_map_names() -> list[str]:
+    """The dense head's maps: one per finding (where it shows), then one per device tip position (where the
+    device shows, when its tip is there), e.g. ``"enteric_tube:tip=stomach"``."""
+    names = list(FINDINGS)
+    for key, finding in FINDINGS.items():
+        names += [f"{key}:tip={value}" for value in finding.attributes.get("tip", ())]
+    return names
+
+
+def dense_targets(masks: np.ndarray, truth: Truth) -> tuple[np.ndarray, np.ndarray]:
+    """An image's dense-head targets from its finding masks ``(F, M, M)``: ``(C, M, M)`` bool maps in
+    :func:`dense_map_names` order and ``(C,)`` bool validity (a planted finding with an empty mask is unknown)."""
+    names = dense_map_names()
+    out = np.zeros((len(names), *masks.shape[1:]), dtype=bool)
+    valid = np.ones(len(names), dtype=bool)
+    keys = list(FINDINGS)
+    out[: len(keys)] = masks
+    for j, key in enumerate(keys):
+        if key in truth and not masks[j].any():
+            valid[j] = False
+    for c, name in enumerate(names[len(keys) :], start=len(keys)):
+        key, value = name.split(":tip=")
+        j = keys.index(key)
+        valid[c] = valid[j]
+        if truth.get(key, {}).get("tip") == value:
+            out[c] = masks[j]
+    return out, valid
+
+
 def _random_box(
     masks: np.ndarray, rng: np.random.Generator, scale: tuple[float, float]
 ) -> tuple[float, float, float, float]:
@@ -206,35 +248,81 @@ def _augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 @dataclass
+class Batch:
+    """One training batch."""
+
+    pixels: np.ndarray  # (B, 1, S, S) float32
+    truth: np.ndarray  # (B, S) int8 statement truths (-1 undecidable)
+    weights: np.ndarray  # (B, S) float32 loss weight of each pair
+    dense: np.ndarray  # (B, C, D, D) float32 dense-head targets
+    dense_valid: np.ndarray  # (B, C) bool: which dense maps are known
+
+
+@dataclass
 class _Batches:
     """The training set in memory: model-size frames, full-size images and masks, statement truths."""
 
     frames: np.ndarray  # (N, 1, S, S) float32: whole images, preprocessed to the model's input
     images: np.ndarray  # (N, R, R) uint8: the full-size renders, for crops
     masks: np.ndarray  # (N, F, M, M) bool
+    truths: list[Truth]  # planted findings of each image
     truth: np.ndarray  # (N, S) int8
     weights: np.ndarray  # (N, S) float32 loss weight of each pair
     side_weights: np.ndarray  # (2, S) weight of a negative / positive pair, for crops
     statements: list[Statement]
     size: int
 
-    def sample(self, config: TrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One batch: (pixels, truth, loss weights); a share of the images are region crops."""
+    @property
+    def dense_size(self) -> int:
+        """Side of the dense head's grid."""
+        return self.size // DENSE_STRIDE
+
+    def dense_pos_weight(self, cap: float, n: int = 500) -> np.ndarray:
+        """``(C,)`` weight of a positive dense cell, per map: sqrt(negatives / positives) over the valid maps of
+        the first ``n`` images (capped), so thin tubes and small fractures are not drowned by background."""
+        pos = np.zeros(len(dense_map_names()))
+        total = np.zeros_like(pos)
+        for i in range(min(n, len(self.frames))):
+            maps, valid = dense_targets(self.masks[i], self.truths[i])
+            pooled = pool_mask(maps, self.dense_size)
+            pos += np.where(valid, pooled.sum(axis=(1, 2)), 0)
+            total += np.where(valid, pooled[0].size, 0)
+        fraction = np.clip(pos / np.maximum(total, 1), 1e-6, 1.0)
+        return np.asarray(np.minimum(np.sqrt((1 - fraction) / fraction), cap), dtype=np.float32)
+
+    def sample(self, config: TrainConfig, rng: np.random.Generator) -> Batch:
+        """One batch; a share of the images are region crops.
+
+        Dense targets ignore the augmentation's small shifts (under half a dense cell); on a crop, the per-tip
+        device maps are unknown (a crop does not show where the tube ends relative to the anatomy)."""
         idx = rng.choice(len(self.frames), size=config.batch_size, replace=False)
         pixels = self.frames[idx].copy()
         if config.render_scale > 1:
-            for b in np.flatnonzero(rng.random(len(idx)) < config.decimate_fraction):
-                pixels[b] = _decimate(self.images[int(idx[b])], config.render_scale, self.size, rng)
+            for row in np.flatnonzero(rng.random(len(idx)) < config.decimate_fraction):
+                pixels[row] = _decimate(self.images[int(idx[row])], config.render_scale, self.size, rng)
         truth = self.truth[idx].copy()
         weights = self.weights[idx].copy()
+        n_maps, d = len(dense_map_names()), self.dense_size
+        dense = np.zeros((len(idx), n_maps, d, d), dtype=np.float32)
+        dense_valid = np.zeros((len(idx), n_maps), dtype=bool)
         n_crops = int(round(config.crop_fraction * config.batch_size))
-        for c in range(n_crops):
-            i = int(idx[c])
-            box = _random_box(self.masks[i], rng, config.crop_scale)
-            pixels[c] = preprocess_images([_crop(self.images[i], box)], self.size)[0]
-            truth[c] = crop_truth(self.masks[i], self.truth[i], self.statements, box)
-            weights[c] = np.where(truth[c] >= 0, self.side_weights[truth[c].clip(0, 1), np.arange(truth.shape[1])], 0)
-        return _augment(pixels, rng), truth, weights
+        for b, i in enumerate(idx.tolist()):
+            maps, valid = dense_targets(self.masks[i], self.truths[i])
+            if b < n_crops:
+                box = _random_box(self.masks[i], rng, config.crop_scale)
+                pixels[b] = preprocess_images([_crop(self.images[i], box)], self.size)[0]
+                truth[b] = crop_truth(self.masks[i], self.truth[i], self.statements, box)
+                weights[b] = np.where(
+                    truth[b] >= 0, self.side_weights[truth[b].clip(0, 1), np.arange(truth.shape[1])], 0
+                )
+                y0, x0, y1, x1 = (int(round(v * MASK_SIZE)) for v in box)
+                maps = maps[:, y0:y1, x0:x1]
+                valid[len(FINDINGS) :] = False
+                if min(maps.shape[1:]) < d:
+                    continue
+            dense[b] = pool_mask(maps, d)
+            dense_valid[b] = valid
+        return Batch(_augment(pixels, rng), truth, weights, dense, dense_valid)
 
 
 def _prepare(pool: ImagePool, size: int, statements: list[Statement], config: TrainConfig) -> _Batches:
@@ -246,7 +334,7 @@ def _prepare(pool: ImagePool, size: int, statements: list[Statement], config: Tr
     frames = np.concatenate(
         [preprocess_images(list(pool.images[i : i + 256]), size) for i in range(0, len(pool.images), 256)]
     )
-    return _Batches(frames, pool.images, pool.masks, truth, weights, side_weights, statements, size)
+    return _Batches(frames, pool.images, pool.masks, pool.truths, truth, weights, side_weights, statements, size)
 
 
 def train_mini(
@@ -283,7 +371,9 @@ def train_mini(
     feats = torch.from_numpy(features)
 
     config.model["n_statements"] = len(statements) if config.head_loss_weight > 0 else 0
+    config.model["dense_channels"] = len(dense_map_names()) if config.dense_loss_weight > 0 else 0
     module = build_mini_modules(config.model)
+    pos_weight = torch.from_numpy(data.dense_pos_weight(config.dense_max_pos_weight))[:, None, None]
     optimizer = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=0.1
@@ -293,13 +383,18 @@ def train_mini(
     t_train = time.perf_counter()
     with tqdm(range(config.steps), desc="train mini-cxr-clip", disable=not progress) as steps:
         for step in steps:
-            pixels, truth, pair_weights = data.sample(config, rng)
+            batch = data.sample(config, rng)
             chosen = [int(ids[rng.integers(len(ids))]) for ids in sentence_ids]
             text = module.encode_text(feats[chosen])  # type: ignore[operator]
-            features_img = module.image_tower(torch.from_numpy(pixels))  # type: ignore[operator]
+            pixels = torch.from_numpy(batch.pixels)
+            tower: Any = module.image_tower
+            if config.dense_loss_weight > 0:
+                features_img, dense_logits = tower.forward_dense(pixels)
+            else:
+                features_img, dense_logits = tower(pixels), None
             image = torch.nn.functional.normalize(features_img, dim=-1)
-            labels = torch.from_numpy(truth.clip(0, 1).astype(np.float32))
-            weight = torch.from_numpy(pair_weights)
+            labels = torch.from_numpy(batch.truth.clip(0, 1).astype(np.float32))
+            weight = torch.from_numpy(batch.weights)
             logits = module.logits(image, text)  # type: ignore[operator]
             bce = torch.nn.functional.binary_cross_entropy_with_logits
             loss = (bce(logits, labels, reduction="none") * weight).sum() / weight.sum()
@@ -307,6 +402,12 @@ def train_mini(
                 head_logits = module.statement_head(features_img)  # type: ignore[operator]
                 head_loss = (bce(head_logits, labels, reduction="none") * weight).sum() / weight.sum()
                 loss = loss + config.head_loss_weight * head_loss
+            if dense_logits is not None:
+                valid = torch.from_numpy(batch.dense_valid.astype(np.float32))
+                per_map = bce(
+                    dense_logits, torch.from_numpy(batch.dense), pos_weight=pos_weight, reduction="none"
+                ).mean(dim=(2, 3))
+                loss = loss + config.dense_loss_weight * (per_map * valid).sum() / valid.sum().clamp(min=1.0)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -332,6 +433,7 @@ def train_mini(
     record: dict[str, Any] = {
         "model": config.model,
         "statements": [st.to_record() for st in statements] if module.statement_head is not None else [],
+        "dense_maps": dense_map_names() if config.dense_loss_weight > 0 else [],
         "training": training,
     }
     config_path = out_dir / CONFIG_FILE

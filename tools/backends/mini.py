@@ -40,7 +40,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "text_hidden": 512,
     "pool_grid": 4,
     "n_statements": 0,
+    "dense_channels": 0,
 }
+DENSE_STRIDE = 16  # the dense head's output is ``image_size // DENSE_STRIDE`` cells a side
 
 
 def weights_dir() -> Path:
@@ -72,7 +74,7 @@ def build_mini_modules(config: dict[str, Any]) -> nn.Module:
             return torch.relu(y + self.skip(x))
 
     class ImageTower(nn.Module):
-        def __init__(self, widths: list[int], embed_dim: int, pool_grid: int) -> None:
+        def __init__(self, widths: list[int], embed_dim: int, pool_grid: int, dense_channels: int) -> None:
             super().__init__()
             self.stem = nn.Sequential(
                 nn.Conv2d(1, widths[0], 5, 2, 2, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(), nn.MaxPool2d(2)
@@ -89,18 +91,52 @@ def build_mini_modules(config: dict[str, Any]) -> nn.Module:
             self.pool_grid = int(pool_grid)
             width = cin * (self.pool_grid**2 + 2)
             self.head = nn.Sequential(nn.Linear(width, 512), nn.ReLU(), nn.Linear(512, embed_dim))
+            # a dense head (training only) that maps where each finding is, on the stride-16 grid, from the last
+            # two stages: it teaches the tower small, local things (a rib fracture, a tube and where its tip
+            # lies) that an image-level label teaches slowly
+            self.dense_head = (
+                nn.Sequential(nn.Conv2d(widths[-2] + widths[-1], 64, 1), nn.ReLU(), nn.Conv2d(64, dense_channels, 1))
+                if dense_channels
+                else None
+            )
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y = self.body(self.stem(x))
+        def feature_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """(stride-16 map, final stride-32 map)."""
+            y = self.stem(x)
+            blocks = list(self.body)
+            for block in blocks[:-2]:
+                y = block(y)
+            mid = y
+            for block in blocks[-2:]:
+                y = block(y)
+            return mid, y
+
+        def pooled(self, y: torch.Tensor) -> torch.Tensor:
             grid = nn.functional.adaptive_avg_pool2d(y, self.pool_grid).flatten(1)
             peak = nn.functional.adaptive_max_pool2d(y, 1).flatten(1)
             mean = y.mean(dim=(2, 3))
             return self.head(torch.cat([grid, peak, mean], dim=1))
 
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.pooled(self.body(self.stem(x)))
+
+        def forward_dense(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """(un-normalised embedding, dense finding-map logits on the stride-16 grid)."""
+            if self.dense_head is None:
+                raise ValueError("this mini model has no dense head (dense_channels is 0)")
+            mid, final = self.feature_maps(x)
+            up = nn.functional.interpolate(final, size=mid.shape[-2:], mode="nearest")
+            return self.pooled(final), self.dense_head(torch.cat([mid, up], dim=1))
+
     class MiniCXRClip(nn.Module):
         def __init__(self, cfg: dict[str, Any]) -> None:
             super().__init__()
-            self.image_tower = ImageTower(list(cfg["widths"]), int(cfg["embed_dim"]), int(cfg["pool_grid"]))
+            self.image_tower = ImageTower(
+                list(cfg["widths"]),
+                int(cfg["embed_dim"]),
+                int(cfg["pool_grid"]),
+                int(cfg.get("dense_channels") or 0),
+            )
             self.text_proj = nn.Sequential(
                 nn.Linear(int(cfg["text_dim"]), int(cfg["text_hidden"])),
                 nn.GELU(),
