@@ -61,7 +61,7 @@ def render_card(data: dict[str, Any], weights_mb: float) -> str:
         ),
         f"- {training.get('steps', '?')} steps of {training.get('batch_size', '?')} images, AdamW, one-cycle lr "
         f"{training.get('lr', '?')}, seed {training.get('seed', '?')}; rendering "
-        f"{training.get('render_seconds', '?')} s (near 0 when the images were cached by an earlier run; about 7 min "
+        f"{training.get('render_seconds', '?')} s (near 0 when the images were cached by an earlier run; about 10 min "
         f"fresh), training {training.get('train_seconds', '?')} s on a 2-core CPU.",
         "- Image tower head: a 4x4 average-pooled grid plus global max and mean pooling (small bright devices).",
         f"- Weights: {weights_mb:.1f} MB (safetensors), in `tools/weights/`.",
