@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tools.backends.mini import CONFIG_FILE, WEIGHTS_FILE
+from tools.backends.mini import CONFIG_FILE, DENSE_STRIDE, WEIGHTS_FILE
 
 TARGETS = "presence >= 0.90 (moderate), attributes >= 0.85, negation >= 0.90, describer macro F1 >= 0.80"
 
@@ -19,6 +19,7 @@ def render_card(data: dict[str, Any], weights_mb: float) -> str:
     """Markdown model card from the weights' JSON (model config, training record, figures, thresholds)."""
     training = data.get("training", {})
     figures = data.get("figures", {})
+    dense_side = int(data.get("model", {}).get("image_size", 0)) // DENSE_STRIDE
     lines = [
         "# mini-cxr-clip and the mini describer (model card)",
         "",
@@ -51,7 +52,8 @@ def render_card(data: dict[str, Any], weights_mb: float) -> str:
         *(
             [
                 f"- Dense head (training only, loss weight {training['dense_loss_weight']}): from the last two stages",
-                f"  of the image tower, {len(data.get('dense_maps', []))} maps on a 12x12 grid of where each planted "
+                f"  of the image tower, {len(data.get('dense_maps', []))} maps on a {dense_side}x{dense_side} grid of "
+                "where each planted "
                 "finding shows, and of where each",
                 "  device shows for each of its tip positions (from the findings' masks; per-tip maps left out on "
                 "crops).",

@@ -118,7 +118,7 @@ def build_mini_modules(config: dict[str, Any]) -> nn.Module:
             return self.head(torch.cat([grid, peak, mean], dim=1))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.pooled(self.body(self.stem(x)))
+            return self.pooled(self.feature_maps(x)[1])
 
         def forward_dense(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             """(un-normalised embedding, dense finding-map logits on the stride-16 grid)."""
