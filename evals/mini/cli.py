@@ -26,12 +26,12 @@ def eval_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``raddiff eval-mini``."""
     parser.add_argument("--weights", type=Path, default=None, help="Weights folder (default: the committed pack).")
     parser.add_argument("--per-group", type=int, default=30, help="Evaluation images per finding and level.")
-    parser.add_argument("--recalibrate", action="store_true", help="Recompute and store describer thresholds.")
+    parser.add_argument("--recalibrate", action="store_true", help="Recompute and store the describer calibration.")
     parser.set_defaults(run=run_eval)
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Train, calibrate and evaluate; write weights, thresholds and figures."""
+    """Train, calibrate and evaluate; write weights, the describer calibration and figures."""
     from evals.mini.train import TrainConfig, train_mini
     from tools.backends.mini import weights_dir
     from tools.settings import load_settings
@@ -65,22 +65,22 @@ def _evaluate(folder: Path, cache_dir: Path, per_group: int, recalibrate: bool) 
     from tqdm import tqdm
 
     from evals.mini.data import build_pool
-    from evals.mini.evaluate import calibrate_thresholds, calibration_recipes, gate, measure, write_figures
+    from evals.mini.evaluate import calibrate_describer, calibration_recipes, gate, measure, write_figures
     from tools.backends.mini import load_mini
-    from tools.describers.mini import MiniDescriber, load_describer_thresholds
+    from tools.describers.mini import MiniDescriber, load_describer_calibration
 
     model = load_mini(folder)
     size = int(model.config["image_size"])
-    thresholds = load_describer_thresholds(folder)
-    if recalibrate or not thresholds:
+    calibration = load_describer_calibration(folder)
+    if recalibrate or not calibration.thresholds:
         recipes = calibration_recipes(600)
         with tqdm(total=len(recipes), desc="render calibration", unit="img") as bar:
             pool = build_pool(recipes, size, cache_dir, "calibration", bar.update)
-        thresholds = calibrate_thresholds(MiniDescriber(model), pool.images, pool.truths)
-    describer = MiniDescriber(model, thresholds)
+        calibration = calibrate_describer(model, pool.images, pool.truths)
+    describer = MiniDescriber(model, calibration)
     with tqdm(desc="render evaluation", unit="img") as bar:
         figures = measure(model, describer, cache_dir, size, per_group=per_group, progress=bar.update)
-    write_figures(folder, figures, thresholds)
+    write_figures(folder, figures, calibration)
     from evals.mini.card import write_card
 
     print(json.dumps(figures, indent=2))

@@ -28,7 +28,7 @@ from evals.mini.data import (
     random_mix,
 )
 from tools.backends.mini import CONFIG_FILE, MiniCXRClip
-from tools.describers.mini import MiniDescriber
+from tools.describers.mini import DescriberCalibration, MiniDescriber
 from tools.phrasing import Statement
 from tools.vocabulary import FINDINGS
 
@@ -116,13 +116,29 @@ def calibration_recipes(n: int) -> list[tuple[Truth, int]]:
     return out
 
 
-def calibrate_thresholds(describer: MiniDescriber, images: np.ndarray, truths: list[Truth]) -> dict[str, float]:
-    """Per-finding threshold on the contrast score that maximises F1 on the calibration images, among thresholds
+def calibrate_describer(model: MiniCXRClip, images: np.ndarray, truths: list[Truth]) -> DescriberCalibration:
+    """The describer's calibration on the calibration images: the mean and sd of each decision component per
+    finding (when the model has a dense head), then per-finding thresholds on the fused decision score."""
+    describer = MiniDescriber(model)
+    contrast, dense, _ = describer.component_scores(list(images))
+    fusion = None
+    if dense is not None:
+        fusion = {
+            name: {
+                k: (float(col.mean()), float(col.std() + 1e-6)) for k, col in zip(describer.keys, scores.T, strict=True)
+            }
+            for name, scores in (("statement", contrast), ("dense", dense))
+        }
+    scores = MiniDescriber(model, DescriberCalibration(fusion=fusion)).fuse(contrast, dense)
+    return DescriberCalibration(calibrate_thresholds(scores, describer.keys, truths), fusion)
+
+
+def calibrate_thresholds(scores: np.ndarray, keys: list[str], truths: list[Truth]) -> dict[str, float]:
+    """Per-finding threshold on the decision score that maximises F1 on the calibration images, among thresholds
     that call the finding in at most twice its prevalence (+5%): a finding the model cannot see is then rarely
     reported, instead of on every image (which is what maximising F1 alone does for an undetectable finding)."""
-    scores = describer.decision_scores(list(images))
     thresholds = {}
-    for j, key in enumerate(describer.keys):
+    for j, key in enumerate(keys):
         truth = np.array([key in t for t in truths])
         if truth.sum() == 0:
             continue
@@ -236,11 +252,11 @@ def gate(figures: dict[str, Any]) -> list[str]:
     return failures
 
 
-def write_figures(folder: Path, figures: dict[str, Any], thresholds: dict[str, float] | None = None) -> None:
-    """Store figures (and thresholds) in the weights' JSON file."""
+def write_figures(folder: Path, figures: dict[str, Any], calibration: DescriberCalibration | None = None) -> None:
+    """Store figures (and the describer's calibration) in the weights' JSON file."""
     path = folder / CONFIG_FILE
     data = json.loads(path.read_text()) if path.is_file() else {}
     data["figures"] = figures
-    if thresholds is not None:
-        data["describer"] = {"thresholds": thresholds}
+    if calibration is not None:
+        data["describer"] = calibration.to_record()
     path.write_text(json.dumps(data, indent=2) + "\n")

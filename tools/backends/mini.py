@@ -91,9 +91,9 @@ def build_mini_modules(config: dict[str, Any]) -> nn.Module:
             self.pool_grid = int(pool_grid)
             width = cin * (self.pool_grid**2 + 2)
             self.head = nn.Sequential(nn.Linear(width, 512), nn.ReLU(), nn.Linear(512, embed_dim))
-            # a dense head (training only) that maps where each finding is, on the stride-16 grid, from the last
-            # two stages: it teaches the tower small, local things (a rib fracture, a tube and where its tip
-            # lies) that an image-level label teaches slowly
+            # a dense head that maps where each finding is, on the stride-16 grid, from the last two stages: it
+            # teaches the tower small, local things (a rib fracture, a tube and where its tip lies) that an
+            # image-level label teaches slowly; the describer also reads each map's peak
             self.dense_head = (
                 nn.Sequential(nn.Conv2d(widths[-2] + widths[-1], 64, 1), nn.ReLU(), nn.Conv2d(64, dense_channels, 1))
                 if dense_channels
@@ -194,12 +194,14 @@ class MiniCXRClip:
         weights_hash: str,
         device: str = "cpu",
         statements: Sequence[Statement] = (),
+        dense_maps: Sequence[str] = (),
     ) -> None:
         self.module = module.to(device).eval()
         self.config = config
         self.weights_hash = weights_hash
         self.device = device
         self.statements = list(statements)  # output order of the statement head (empty: no head)
+        self.dense_maps = list(dense_maps)  # output order of the dense head (empty: no head)
         self._statement_index = {s: i for i, s in enumerate(self.statements)}
         self._text_encoder: Any = None
 
@@ -225,15 +227,23 @@ class MiniCXRClip:
             self._text_encoder = load_minilm("cpu")
         return self._text_encoder
 
-    def _tower_batches(self, images: Sequence[np.ndarray], batch_size: int) -> Iterator[tuple[int, torch.Tensor]]:
-        """``(start, un-normalised image-tower output)`` per batch of preprocessed images (call under
-        ``torch.inference_mode()``)."""
+    def _tower_batches(
+        self, images: Sequence[np.ndarray], batch_size: int, dense: bool = False
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
+        """``(start, un-normalised image-tower output, dense-map logits or None)`` per batch of preprocessed
+        images; the dense maps only with ``dense`` and a dense head (call under ``torch.inference_mode()``)."""
         import torch
 
         size = int(self.config["image_size"])
+        tower: Any = self.module.image_tower
+        with_dense = dense and tower.dense_head is not None
         for start in range(0, len(images), batch_size):
             pixels = torch.from_numpy(preprocess_images(images[start : start + batch_size], size)).to(self.device)
-            yield start, self.module.image_tower(pixels)  # type: ignore[operator]
+            if with_dense:
+                features, maps = tower.forward_dense(pixels)
+                yield start, features, maps
+            else:
+                yield start, tower(pixels), None
 
     def encode_images(self, images: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """Embed canonical grayscale images -> ``(N, D)`` float32 unit vectors."""
@@ -241,7 +251,7 @@ class MiniCXRClip:
 
         out = np.zeros((len(images), int(self.config["embed_dim"])), dtype=np.float32)
         with torch.inference_mode():
-            for start, features in self._tower_batches(images, batch_size):
+            for start, features, _ in self._tower_batches(images, batch_size):
                 out[start : start + len(features)] = torch.nn.functional.normalize(features, dim=-1).float().cpu()
         return out
 
@@ -250,25 +260,36 @@ class MiniCXRClip:
     ) -> np.ndarray:
         """``(N, S)`` log-odds that each statement is true of each image: from the supervised statement head for
         the statements it was trained on, zero-shot (:meth:`zero_shot_logits` of the phrase) for the others."""
+        return self.image_evidence(images, statements, batch_size)[0]
+
+    def image_evidence(
+        self, images: Sequence[np.ndarray], statements: Sequence[Statement], batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """One pass over the images: :meth:`statement_logits` ``(N, S)`` and the peak logit of each dense map
+        ``(N, C)`` in :attr:`dense_maps` order (where the model sees each finding most strongly), or None when
+        the model has no dense head."""
         import torch
 
         out = np.zeros((len(images), len(statements)), dtype=np.float32)
+        peaks = np.zeros((len(images), len(self.dense_maps)), dtype=np.float32) if self.dense_maps else None
         in_head = [j for j, s in enumerate(statements) if s in self._statement_index]
         head_rows = [self._statement_index[statements[j]] for j in in_head]
         others = [j for j, s in enumerate(statements) if s not in self._statement_index]
         if len(images) == 0:
-            return out
+            return out, peaks
         text = self.encode_texts([statements[j].phrase() for j in others]) if others else None
         head: Any = self.module.statement_head
         with torch.inference_mode():
-            for start, features in self._tower_batches(images, batch_size):
+            for start, features, maps in self._tower_batches(images, batch_size, dense=peaks is not None):
                 stop = start + len(features)
                 if in_head:
                     out[start:stop, in_head] = head(features).float().cpu().numpy()[:, head_rows]
                 if text is not None:
                     emb = torch.nn.functional.normalize(features, dim=-1).float().cpu().numpy()
                     out[start:stop, others] = self.zero_shot_logits(emb, text)
-        return out
+                if peaks is not None and maps is not None:
+                    peaks[start:stop] = maps.amax(dim=(2, 3)).float().cpu().numpy()
+        return out, peaks
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embed sentences -> ``(H, D)`` float32 unit vectors (MiniLM features through the trained projection)."""
@@ -318,6 +339,9 @@ def _load_mini_cached(folder: str, device: str) -> MiniCXRClip:
     statements = [Statement.from_record(r) for r in stored.get("statements", [])]
     if len(statements) != int(config.get("n_statements") or 0):
         raise InputError(f"{config_path}: {len(statements)} statements stored for a head of {config['n_statements']}")
+    dense_maps = [str(name) for name in stored.get("dense_maps", [])]
+    if len(dense_maps) != int(config.get("dense_channels") or 0):
+        raise InputError(f"{config_path}: {len(dense_maps)} dense map names stored for {config['dense_channels']} maps")
     module = build_mini_modules(config)
     state = load_file(str(weights), device="cpu")
     try:
@@ -326,4 +350,6 @@ def _load_mini_cached(folder: str, device: str) -> MiniCXRClip:
         detail = " ".join(str(exc).split("\n")[1:2]).strip()
         raise InputError(f"{weights}: weights do not match the mini architecture ({detail})") from exc
     log.info("loaded %s from %s", MINI_MODEL_ID, weights)
-    return MiniCXRClip(module, config, file_sha256(weights), device=device, statements=statements)
+    return MiniCXRClip(
+        module, config, file_sha256(weights), device=device, statements=statements, dense_maps=dense_maps
+    )

@@ -2,18 +2,23 @@
 
 For each finding, the decision score is the log-odds of "X" minus that of "no X" (the contrast pair), read
 from the model's supervised statement head (statements it was not trained on, such as the number of
-pacemaker leads, are scored zero-shot from their phrase); a finding is reported present above its calibrated
-threshold (stored with the weights, calibrated on SynthCXR images never used in training). Attributes (side,
-size, lobe, tip...) are the best-scoring value of each attribute. The text has the shape of a VLM caption: a
-FINDINGS paragraph with pertinent negatives and an IMPRESSION line. A prompt that names findings gets an
-explicit statement about each of them first.
+pacemaker leads, are scored zero-shot from their phrase). When the model has a dense head and the stored
+calibration holds its statistics, the decision is the mean of two standardised scores: that contrast and the
+peak of the finding's dense map (where the model sees the finding most strongly; small things such as a rib
+fracture or a nodule show there better than in the pooled image features). A finding is reported present
+above its calibrated threshold (stored with the weights, calibrated on SynthCXR images never used in
+training). Attributes (side, size, lobe, tip...) are the best-scoring value of each attribute. The text has
+the shape of a VLM caption: a FINDINGS paragraph with pertinent negatives and an IMPRESSION line. A prompt
+that names findings gets an explicit statement about each of them first.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,6 +35,36 @@ log = logging.getLogger(__name__)
 PERTINENT_NEGATIVES = ("pleural_effusion", "pneumothorax", "consolidation", "cardiomegaly")
 DEFAULT_THRESHOLD = 0.0
 FindingCalls = dict[str, dict[str, str]]
+# per finding, (mean, sd) on the calibration images of each decision component: "statement" (the contrast
+# of the statement head) and "dense" (the peak of the finding's dense map)
+FusionStats = dict[str, dict[str, tuple[float, float]]]
+
+
+@dataclass(frozen=True)
+class DescriberCalibration:
+    """What calibration stores for the describer: per-finding thresholds on the decision score, and the
+    statistics that standardise its two components (None: decide on the statement head's contrast alone)."""
+
+    thresholds: dict[str, float] = field(default_factory=dict)
+    fusion: FusionStats | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """JSON-able form (stored under ``describer`` in the weights' JSON)."""
+        record: dict[str, Any] = {"thresholds": self.thresholds}
+        if self.fusion is not None:
+            record["fusion"] = {part: {k: list(v) for k, v in stats.items()} for part, stats in self.fusion.items()}
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> DescriberCalibration:
+        """Inverse of :meth:`to_record`."""
+        fusion = record.get("fusion")
+        return cls(
+            {k: float(v) for k, v in record.get("thresholds", {}).items()},
+            {part: {k: (float(v[0]), float(v[1])) for k, v in stats.items()} for part, stats in fusion.items()}
+            if fusion
+            else None,
+        )
 
 
 class MiniDescriber:
@@ -37,9 +72,10 @@ class MiniDescriber:
 
     backend = "mini"
 
-    def __init__(self, model: MiniCXRClip, thresholds: dict[str, float] | None = None) -> None:
+    def __init__(self, model: MiniCXRClip, calibration: DescriberCalibration | None = None) -> None:
         self.model = model
-        self.thresholds = dict(thresholds or {})
+        self.calibration = calibration or DescriberCalibration()
+        self.thresholds = self.calibration.thresholds
         self.keys = list(FINDINGS)
         self._present = [Statement(k, True) for k in self.keys]
         self._absent = [Statement(k, False) for k in self.keys]
@@ -50,29 +86,53 @@ class MiniDescriber:
             for value in values
         ]
         self._statements = self._present + self._absent + [s for *_, s in self._attr_statements]
+        self._dense_columns = (
+            [model.dense_maps.index(k) for k in self.keys] if all(k in model.dense_maps for k in self.keys) else None
+        )
+        if self.calibration.fusion is not None and self._dense_columns is None:
+            log.warning("%s: no dense map for every finding; deciding on the statement head alone", model.model_id)
 
     @property
     def model_id(self) -> str:
-        """The underlying model id."""
-        return self.model.model_id
+        """The underlying model id, plus a fingerprint of the calibration when there is one (the description cache
+        is keyed by it: new thresholds or fusion statistics give new descriptions)."""
+        record = self.calibration.to_record()
+        if not record["thresholds"] and "fusion" not in record:
+            return self.model.model_id
+        digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+        return f"{self.model.model_id}+calibration@{digest[:12]}"
 
-    def _logits(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        return self.model.statement_logits(images, self._statements)
+    def component_scores(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """One pass: ``(N, F)`` contrasts logit('X') - logit('no X') in vocabulary order, ``(N, F)`` peaks of
+        the findings' dense maps (None without a dense head) and ``(N, A)`` attribute log-odds."""
+        logits, peaks = self.model.image_evidence(images, self._statements)
+        n = len(self.keys)
+        dense = peaks[:, self._dense_columns] if peaks is not None and self._dense_columns is not None else None
+        return np.asarray(logits[:, :n] - logits[:, n : 2 * n]), dense, logits[:, 2 * n :]
+
+    def fuse(self, contrast: np.ndarray, dense: np.ndarray | None) -> np.ndarray:
+        """The decision score from its components (the contrast alone without fusion statistics)."""
+        fusion = self.calibration.fusion
+        if fusion is None or dense is None:
+            return contrast
+        parts = []
+        for name, scores in (("statement", contrast), ("dense", dense)):
+            mean = np.array([fusion[name][k][0] for k in self.keys])
+            sd = np.array([fusion[name][k][1] for k in self.keys])
+            parts.append((scores - mean) / sd)
+        return np.asarray((parts[0] + parts[1]) / 2.0)
 
     def decision_scores(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """(N, F) contrast scores logit('X') - logit('no X') in vocabulary order."""
-        logits = self._logits(images)
-        n = len(self.keys)
-        return np.asarray(logits[:, :n] - logits[:, n : 2 * n])
+        """(N, F) decision scores in vocabulary order (compared with the per-finding thresholds)."""
+        contrast, dense, _ = self.component_scores(images)
+        return self.fuse(contrast, dense)
 
     def findings(self, images: Sequence[np.ndarray]) -> list[FindingCalls]:
         """Structured calls per image: finding key -> chosen attributes, for findings above threshold."""
         if len(images) == 0:
             return []
-        logits = self._logits(images)
-        n = len(self.keys)
-        decision = logits[:, :n] - logits[:, n : 2 * n]
-        attr_logits = logits[:, 2 * n :]
+        contrast, dense, attr_logits = self.component_scores(images)
+        decision = self.fuse(contrast, dense)
         calls: list[FindingCalls] = []
         for row in range(len(images)):
             present: FindingCalls = {}
@@ -122,13 +182,12 @@ def render_description(calls: FindingCalls, focus: Sequence[str] = ()) -> str:
     return f"FINDINGS: {' '.join(sentences)}\nIMPRESSION: {impression}"
 
 
-def load_describer_thresholds(folder: Any = None) -> dict[str, float]:
-    """Calibrated per-finding thresholds stored in the weights' JSON (empty when not calibrated)."""
+def load_describer_calibration(folder: Any = None) -> DescriberCalibration:
+    """The describer calibration stored in the weights' JSON (empty when not calibrated)."""
     path = (folder or weights_dir()) / CONFIG_FILE
     if not path.is_file():
-        return {}
-    data = json.loads(path.read_text())
-    return {k: float(v) for k, v in data.get("describer", {}).get("thresholds", {}).items()}
+        return DescriberCalibration()
+    return DescriberCalibration.from_record(json.loads(path.read_text()).get("describer", {}))
 
 
 def load_mini_describer(settings: Settings | None = None) -> MiniDescriber:
@@ -136,4 +195,4 @@ def load_mini_describer(settings: Settings | None = None) -> MiniDescriber:
     from tools.settings import Settings, resolve_device
 
     device = resolve_device(settings or Settings())
-    return MiniDescriber(load_mini(device=device), load_describer_thresholds())
+    return MiniDescriber(load_mini(device=device), load_describer_calibration())
