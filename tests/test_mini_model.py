@@ -62,6 +62,7 @@ def test_describer_names_the_effusion(rendered):
     from tools.describers.mini import load_mini_describer
 
     describer = load_mini_describer()
+    assert describer.calibration.fusion is not None  # the committed pack decides on both heads
     texts = describer.describe([im.astype(np.float32) / 255 for im in rendered["pleural_effusion"]], "describe")
     assert sum("pleural effusion" in t.split("IMPRESSION")[1].lower() for t in texts) >= 6
     normal = describer.describe([im.astype(np.float32) / 255 for im in rendered["normal"]], "describe")
