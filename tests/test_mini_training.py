@@ -191,6 +191,7 @@ def _check_describer_calibration(model, images) -> None:
     """Calibration stores each decision component's statistics; the describer decides on their standardised mean."""
     from evals.mini.evaluate import calibrate_describer
     from tools.describers.mini import DescriberCalibration, MiniDescriber
+    from tools.domain import InputError
 
     images = images * 4
     truths = [{"pleural_effusion": {"side": "left"}} if i % 3 == 0 else {} for i in range(len(images))]
@@ -214,6 +215,10 @@ def _check_describer_calibration(model, images) -> None:
     assert MiniDescriber(model, calibration).model_id.startswith(model.model_id + "+calibration@")
     other = DescriberCalibration({"pleural_effusion": 0.5}, calibration.fusion)
     assert MiniDescriber(model, other).model_id != MiniDescriber(model, calibration).model_id
+    # statistics that do not cover the vocabulary (a calibration from an older vocabulary) are refused
+    partial = {part: {"pleural_effusion": stats["pleural_effusion"]} for part, stats in calibration.fusion.items()}
+    with pytest.raises(InputError, match="no fusion statistics for .*cardiomegaly"):
+        MiniDescriber(model, DescriberCalibration(calibration.thresholds, partial))
 
 
 def test_batches_carry_dense_targets_and_leave_tip_maps_unknown_on_crops():

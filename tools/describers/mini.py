@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tools.backends.mini import CONFIG_FILE, MiniCXRClip, load_mini, weights_dir
+from tools.domain import InputError
 from tools.phrasing import Statement
 from tools.vocabulary import FINDINGS, describe_finding
 
@@ -89,8 +90,13 @@ class MiniDescriber:
         self._dense_columns = (
             [model.dense_maps.index(k) for k in self.keys] if all(k in model.dense_maps for k in self.keys) else None
         )
-        if self.calibration.fusion is not None and self._dense_columns is None:
-            log.warning("%s: no dense map for every finding; deciding on the statement head alone", model.model_id)
+        fusion = self.calibration.fusion
+        if fusion is not None:
+            missing = sorted({k for k in self.keys for part in ("statement", "dense") if k not in fusion.get(part, {})})
+            if missing:
+                raise InputError(f"describer calibration: no fusion statistics for {', '.join(missing)}; recalibrate")
+            if self._dense_columns is None:
+                log.warning("%s: no dense map for every finding; deciding on the statement head alone", model.model_id)
 
     @property
     def model_id(self) -> str:
