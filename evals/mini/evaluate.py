@@ -121,15 +121,8 @@ def calibrate_describer(model: MiniCXRClip, images: np.ndarray, truths: list[Tru
     finding (when the model has a dense head), then per-finding thresholds on the fused decision score."""
     describer = MiniDescriber(model)
     contrast, dense, _ = describer.component_scores(list(images))
-    fusion = None
-    if dense is not None:
-        fusion = {
-            name: {
-                k: (float(col.mean()), float(col.std() + 1e-6)) for k, col in zip(describer.keys, scores.T, strict=True)
-            }
-            for name, scores in (("statement", contrast), ("dense", dense))
-        }
-    scores = MiniDescriber(model, DescriberCalibration(fusion=fusion)).fuse(contrast, dense)
+    fusion = DescriberCalibration.fusion_statistics(contrast, dense, describer.keys) if dense is not None else None
+    scores = DescriberCalibration(fusion=fusion).fuse(contrast, dense, describer.keys)
     return DescriberCalibration(calibrate_thresholds(scores, describer.keys, truths), fusion)
 
 

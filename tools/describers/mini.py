@@ -57,6 +57,33 @@ class DescriberCalibration:
         return record
 
     @classmethod
+    def fusion_statistics(cls, contrast: np.ndarray, dense: np.ndarray, keys: Sequence[str]) -> FusionStats:
+        """Per finding, the mean and sd of each ``(N, F)`` decision component on calibration images."""
+        return {
+            name: {k: (float(col.mean()), float(col.std() + 1e-6)) for k, col in zip(keys, scores.T, strict=True)}
+            for name, scores in (("statement", contrast), ("dense", dense))
+        }
+
+    def fuse(self, contrast: np.ndarray, dense: np.ndarray | None, keys: Sequence[str]) -> np.ndarray:
+        """The ``(N, F)`` decision score: the mean of the two standardised components, or the contrast alone
+        without fusion statistics (or without a dense head)."""
+        if self.fusion is None or dense is None:
+            return contrast
+        parts = []
+        for name, scores in (("statement", contrast), ("dense", dense)):
+            mean = np.array([self.fusion[name][k][0] for k in keys])
+            sd = np.array([self.fusion[name][k][1] for k in keys])
+            parts.append((scores - mean) / sd)
+        return np.asarray((parts[0] + parts[1]) / 2.0)
+
+    def digest(self) -> str:
+        """A short hash of the calibration ("" when empty)."""
+        record = self.to_record()
+        if not record["thresholds"] and "fusion" not in record:
+            return ""
+        return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
+
+    @classmethod
     def from_record(cls, record: dict[str, Any]) -> DescriberCalibration:
         """Inverse of :meth:`to_record`."""
         fusion = record.get("fusion")
@@ -76,7 +103,9 @@ class MiniDescriber:
     def __init__(self, model: MiniCXRClip, calibration: DescriberCalibration | None = None) -> None:
         self.model = model
         self.calibration = calibration or DescriberCalibration()
-        self.thresholds = self.calibration.thresholds
+        digest = self.calibration.digest()
+        # the description cache is keyed by the model id: new thresholds or fusion statistics give new descriptions
+        self.model_id = f"{model.model_id}+calibration@{digest}" if digest else model.model_id
         self.keys = list(FINDINGS)
         self._present = [Statement(k, True) for k in self.keys]
         self._absent = [Statement(k, False) for k in self.keys]
@@ -98,16 +127,6 @@ class MiniDescriber:
             if self._dense_columns is None:
                 log.warning("%s: no dense map for every finding; deciding on the statement head alone", model.model_id)
 
-    @property
-    def model_id(self) -> str:
-        """The underlying model id, plus a fingerprint of the calibration when there is one (the description cache
-        is keyed by it: new thresholds or fusion statistics give new descriptions)."""
-        record = self.calibration.to_record()
-        if not record["thresholds"] and "fusion" not in record:
-            return self.model.model_id
-        digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
-        return f"{self.model.model_id}+calibration@{digest[:12]}"
-
     def component_scores(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """One pass: ``(N, F)`` contrasts logit('X') - logit('no X') in vocabulary order, ``(N, F)`` peaks of
         the findings' dense maps (None without a dense head) and ``(N, A)`` attribute log-odds."""
@@ -116,34 +135,22 @@ class MiniDescriber:
         dense = peaks[:, self._dense_columns] if peaks is not None and self._dense_columns is not None else None
         return np.asarray(logits[:, :n] - logits[:, n : 2 * n]), dense, logits[:, 2 * n :]
 
-    def fuse(self, contrast: np.ndarray, dense: np.ndarray | None) -> np.ndarray:
-        """The decision score from its components (the contrast alone without fusion statistics)."""
-        fusion = self.calibration.fusion
-        if fusion is None or dense is None:
-            return contrast
-        parts = []
-        for name, scores in (("statement", contrast), ("dense", dense)):
-            mean = np.array([fusion[name][k][0] for k in self.keys])
-            sd = np.array([fusion[name][k][1] for k in self.keys])
-            parts.append((scores - mean) / sd)
-        return np.asarray((parts[0] + parts[1]) / 2.0)
-
     def decision_scores(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """(N, F) decision scores in vocabulary order (compared with the per-finding thresholds)."""
         contrast, dense, _ = self.component_scores(images)
-        return self.fuse(contrast, dense)
+        return self.calibration.fuse(contrast, dense, self.keys)
 
     def findings(self, images: Sequence[np.ndarray]) -> list[FindingCalls]:
         """Structured calls per image: finding key -> chosen attributes, for findings above threshold."""
         if len(images) == 0:
             return []
         contrast, dense, attr_logits = self.component_scores(images)
-        decision = self.fuse(contrast, dense)
+        decision = self.calibration.fuse(contrast, dense, self.keys)
         calls: list[FindingCalls] = []
         for row in range(len(images)):
             present: FindingCalls = {}
             for j, key in enumerate(self.keys):
-                if decision[row, j] > self.thresholds.get(key, DEFAULT_THRESHOLD):
+                if decision[row, j] > self.calibration.thresholds.get(key, DEFAULT_THRESHOLD):
                     present[key] = self._attributes(key, attr_logits[row])
             calls.append(present)
         return calls
