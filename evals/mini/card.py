@@ -105,6 +105,18 @@ def render_card(data: dict[str, Any], weights_mb: float) -> str:
                     cells.append("-")
             lines.append(f"| {finding} | " + " | ".join(cells) + " |")
         lines.append("")
+    below = [f for f, levels in presence.items() if "moderate" in levels and max(levels["moderate"].values()) < 0.90]
+    confusion = figures.get("presence_confusion", {})
+    if below and confusion:
+        lines += [
+            "What a below-target presence prompt mistakes for its finding: AUROC of the finding's moderate images",
+            "against the moderate images of each other finding (without it), the three lowest:",
+            "",
+        ]
+        for finding in below:
+            worst = sorted(confusion.get(finding, {}).items(), key=lambda kv: kv[1])[:3]
+            lines.append(f"- {finding}: " + ", ".join(f"vs {other} {value:.2f}" for other, value in worst))
+        lines.append("")
     attributes = figures.get("attribute_auroc", {})
     if attributes:
         lines += ["Attribute discrimination (one-vs-rest AUROC, averaged over values):", ""]

@@ -191,6 +191,7 @@ def measure(
                 "single": round(auroc(single, label), 4),
                 "contrast": round(auroc(contrast, label), 4),
             }
+    confusion = presence_confusions(emb, {n: p.truths for n, p in pools.items()}, text, model.logit_scale)
     attributes: dict[str, float] = {}
     for task, (finding, attribute, values) in ATTRIBUTE_TASKS.items():
         per_value = []
@@ -218,6 +219,7 @@ def measure(
         f1[key] = round(_f1(pred, truth), 4)
     return {
         "presence_auroc": presence,
+        "presence_confusion": confusion,
         "attribute_auroc": attributes,
         "negation_rate": round(negation, 4),
         "describer_f1": f1,
@@ -226,6 +228,35 @@ def measure(
         "describe_images_per_s_cpu": round(describe_ips, 1),
         "n_eval_images": n_images,
     }
+
+
+def presence_confusions(
+    embeddings: dict[str, np.ndarray],
+    truths: dict[str, list[Truth]],
+    text: Callable[[Statement], np.ndarray],
+    logit_scale: float,
+) -> dict[str, dict[str, float]]:
+    """Per finding X and other finding Y: AUROC of X's presence score (the better of the single prompt and the
+    contrast pair at moderate severity, as the gate reads it) on X's moderate images against the moderate images
+    of Y that do not show X. A low value says which finding X's prompt mistakes for X (a rib fracture prompt
+    that follows pneumothorax), which the single AUROC against a mixed background hides."""
+    findings = [f for f in plantable_findings() if f"{f}|moderate" in embeddings]
+    out: dict[str, dict[str, float]] = {}
+    for finding in findings:
+        pos_t, neg_t = text(Statement(finding, True)), text(Statement(finding, False))
+        positives = embeddings[f"{finding}|moderate"]
+        row: dict[str, float] = {}
+        for other in findings:
+            if other == finding:
+                continue
+            keep = np.array([finding not in t for t in truths[f"{other}|moderate"]])
+            images = np.concatenate([positives, embeddings[f"{other}|moderate"][keep]])
+            label = np.r_[np.ones(len(positives), bool), np.zeros(int(keep.sum()), bool)]
+            single = auroc(images @ pos_t, label)
+            contrast = auroc((images @ pos_t - images @ neg_t) * logit_scale, label)
+            row[other] = round(max(single, contrast), 4)
+        out[finding] = row
+    return out
 
 
 def gate(figures: dict[str, Any]) -> list[str]:
