@@ -22,6 +22,9 @@ def _text(statement: Statement) -> np.ndarray:
     return vec
 
 
+PROMPTS = {k: (_text(Statement(k, True)), _text(Statement(k, False))) for k in AXES}
+
+
 def _pools(rng: np.random.Generator):
     def images(axis: int, n: int) -> np.ndarray:
         out = rng.normal(0, 0.1, (n, 4))
@@ -38,21 +41,21 @@ def _pools(rng: np.random.Generator):
 
 def test_presence_confusions_name_the_finding_a_prompt_mistakes_and_skip_images_that_show_it():
     embeddings, truths = _pools(np.random.default_rng(0))
-    confusion = presence_confusions(embeddings, truths, _text, logit_scale=10.0)
+    confusion = presence_confusions(embeddings, truths, PROMPTS, logit_scale=10.0)
     assert set(confusion) == set(AXES)
     assert confusion["rib_fracture"]["pleural_effusion"] == pytest.approx(1.0)
     assert 0.3 < confusion["rib_fracture"]["pneumothorax"] < 0.75  # no better than chance
     assert confusion["pneumothorax"]["rib_fracture"] == pytest.approx(1.0)
     # with the image that shows both counted as a negative, the figure would fall below chance; it is not counted
-    rows = {k: v for k, v in truths.items()}
+    rows = dict(truths)
     rows["pneumothorax|moderate"] = [{"pneumothorax": {}} for _ in range(20)]
-    counted = presence_confusions(embeddings, rows, _text, logit_scale=10.0)
+    counted = presence_confusions(embeddings, rows, PROMPTS, logit_scale=10.0)
     assert counted["rib_fracture"]["pneumothorax"] < confusion["rib_fracture"]["pneumothorax"]
 
 
 def test_the_card_lists_the_confusions_of_findings_below_target_only():
     embeddings, truths = _pools(np.random.default_rng(0))
-    confusion = presence_confusions(embeddings, truths, _text, logit_scale=10.0)
+    confusion = presence_confusions(embeddings, truths, PROMPTS, logit_scale=10.0)
     figures = {
         "presence_auroc": {
             "rib_fracture": {"moderate": {"single": 0.62, "contrast": 0.55}},

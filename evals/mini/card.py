@@ -6,9 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from evals.mini.evaluate import ATTRIBUTE_TARGET, DESCRIBER_F1_TARGET, NEGATION_TARGET, PRESENCE_TARGET
 from tools.backends.mini import CONFIG_FILE, DENSE_STRIDE, WEIGHTS_FILE
 
-TARGETS = "presence >= 0.90 (moderate), attributes >= 0.85, negation >= 0.90, describer macro F1 >= 0.80"
+TARGETS = (
+    f"presence >= {PRESENCE_TARGET:.2f} (moderate), attributes >= {ATTRIBUTE_TARGET:.2f}, "
+    f"negation >= {NEGATION_TARGET:.2f}, describer macro F1 >= {DESCRIBER_F1_TARGET:.2f}"
+)
 
 
 def _mark(value: float, target: float) -> str:
@@ -98,14 +102,15 @@ def render_card(data: dict[str, Any], weights_mb: float) -> str:
                 if level in levels:
                     v = levels[level]
                     text = f"{v['contrast']:.3f} / {v['single']:.3f}"
-                    if level == "moderate" and max(v.values()) < 0.90:
+                    if level == "moderate" and max(v.values()) < PRESENCE_TARGET:
                         text += " (not reached)"
                     cells.append(text)
                 else:
                     cells.append("-")
             lines.append(f"| {finding} | " + " | ".join(cells) + " |")
         lines.append("")
-    below = [f for f, levels in presence.items() if "moderate" in levels and max(levels["moderate"].values()) < 0.90]
+    moderate = {f: max(levels["moderate"].values()) for f, levels in presence.items() if "moderate" in levels}
+    below = [f for f, best in moderate.items() if best < PRESENCE_TARGET]
     confusion = figures.get("presence_confusion", {})
     if below and confusion:
         lines += [
@@ -120,17 +125,18 @@ def render_card(data: dict[str, Any], weights_mb: float) -> str:
     attributes = figures.get("attribute_auroc", {})
     if attributes:
         lines += ["Attribute discrimination (one-vs-rest AUROC, averaged over values):", ""]
-        lines += [f"- {task}: {_mark(v, 0.85)}" for task, v in attributes.items()]
+        lines += [f"- {task}: {_mark(v, ATTRIBUTE_TARGET)}" for task, v in attributes.items()]
         lines.append("")
     if "negation_rate" in figures:
         lines += [
             f"Negation: 'no pleural effusion' scores below 'pleural effusion' on effusion images in "
-            f"{_mark(figures['negation_rate'], 0.90)} of cases.",
+            f"{_mark(figures['negation_rate'], NEGATION_TARGET)} of cases.",
             "",
         ]
     if "describer_f1" in figures:
         lines += [
-            f"Describer per-finding F1 at moderate severity, macro {_mark(figures['describer_macro_f1'], 0.80)}:",
+            "Describer per-finding F1 at moderate severity, macro "
+            f"{_mark(figures['describer_macro_f1'], DESCRIBER_F1_TARGET)}:",
             "",
         ]
         lines += [", ".join(f"{k} {v:.2f}" for k, v in figures["describer_f1"].items()), ""]
