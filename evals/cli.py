@@ -163,7 +163,7 @@ def _run_agent(
     result = run_agent(comparison, context, question=args.question, resume=bool(resume), on_event=progress)
     if skipped:
         print(f"{len(skipped)} inputs were skipped while loading (see above)")
-    print(f"\nranked differences ({result.rounds} rounds; {result.stop_reason}):")
+    print(f"\n{result.rounds} rounds; {result.stop_reason}")
     print(result_summary(result, top=8))
     print(f"\nresults: {context.run_dir / 'result.json'} and result.md; trace: {context.run_dir / 'trace.jsonl'}")
     return 0
