@@ -72,6 +72,8 @@ def test_restated_wordings_fold_into_one_difference() -> None:
     assert only.finding == "pleural_effusion" and only.group == "A"
     assert only.text == "moderate right pleural effusion"  # the reports back it with all its attributes
     assert len(only.wordings) == 2
+    counted = [(p.channel, p.claim) for p in only.prevalence]
+    assert counted == [("reports", "pleural effusion"), ("reports", "moderate right pleural effusion")]
     by_channel = {p.channel: p for p in only.prevalence}
     assert by_channel["reports"].counts() == f"{N}/{N} vs 0/{N}"
     assert by_channel["reports"].p_value < 1e-10

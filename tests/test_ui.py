@@ -208,7 +208,7 @@ def test_html_report_is_self_contained_escaped_and_has_all_sections(tmp_path):
         assert f"<h2>{section}</h2>" in page
     assert "Every tested hypothesis (" in page
     assert page.index("<h2>Differences</h2>") < page.index("<h2>Co-varying signals</h2>") < page.index("Every tested")
-    assert "reports 3/3 vs 0/3" in page and "not backed" in page  # the difference's prevalence, the signal's reason
+    assert "reports: 3/3 vs 0/3" in page and "not backed" in page  # the difference's prevalence, the signal's reason
     assert "0.650-0.800" in page  # CI of the "more in B" hypothesis turned to its direction (1 - 0.35 .. 1 - 0.2)
 
 

@@ -270,16 +270,30 @@ def _channel_prevalences(
     hyp = item.hypothesis
     claims = claims_of(hyp)
     out: list[Prevalence] = []
+    plain = tuple((f, ()) for f, _ in claims)
     for name, labelled in (("reports", channels.reports), ("descriptions", channels.descriptions)):
         if labelled is None:
             continue
-        found = text_prevalence(name, labelled, claims, hyp.group)  # type: ignore[arg-type]
-        if found is not None:
-            out.append(found)
+        # the finding itself, then (when the wording states attributes) the finding with those attributes
+        for counted, label in ((plain, _finding_label(hyp)), (claims, hyp.text)):
+            if counted is claims and claims == plain:
+                continue
+            found = text_prevalence(name, labelled, counted, hyp.group)  # type: ignore[arg-type]
+            if found is not None:
+                out.append(found.model_copy(update={"claim": label}))
     scores = rows.get(hyp.key)
     if scores is not None and scores.size == in_a.size and np.all((scores >= 0) & (scores <= 1)):
-        out.append(scorer_prevalence(scores, in_a, hyp.group))
+        out.append(scorer_prevalence(scores, in_a, hyp.group).model_copy(update={"claim": hyp.text}))
     return out
+
+
+def _finding_label(hyp: Hypothesis) -> str:
+    """The finding a wording names, without attributes ('pleural effusion')."""
+    if hyp.finding is None:
+        return hyp.text
+    from tools.vocabulary import describe_finding
+
+    return describe_finding(hyp.finding, {})
 
 
 def _finding_prevalence(
@@ -495,8 +509,13 @@ def summary_sentence(differences: Sequence[Difference], names: Mapping[GroupLabe
 
 
 def prevalence_text(items: Sequence[Prevalence]) -> str:
-    """'reports 30/30 vs 0/30; descriptions 28/30 vs 1/30; scorer 27/30 vs 2/30 (uncalibrated)'."""
-    return "; ".join(f"{p.channel} {p.counts()}" + ("" if p.calibrated else " (uncalibrated)") for p in items)
+    """'reports: pleural effusion 30/30 vs 0/30, moderate right pleural effusion 28/30 vs 0/30; scorer: ... 27/30
+    vs 2/30 (uncalibrated)': each channel's counts, the finding first, then with the wording's attributes."""
+    by_channel: dict[str, list[str]] = {}
+    for p in items:
+        text = (f"{p.claim} " if p.claim else "") + p.counts() + ("" if p.calibrated else " (uncalibrated)")
+        by_channel.setdefault(p.channel, []).append(text)
+    return "; ".join(f"{channel}: {', '.join(texts)}" for channel, texts in by_channel.items())
 
 
 def hypothesis_line(item: ScoredHypothesis) -> str:

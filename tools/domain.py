@@ -233,6 +233,7 @@ class Prevalence(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     channel: PrevalenceChannel
+    claim: str = Field(default="", description="What was counted: the finding, or the wording with its attributes.")
     calibrated: bool = Field(description="False for calls that no calibration stands behind (the scorer's pair).")
     positive_a: int = Field(ge=0, description="Studies of group A the channel calls positive.")
     n_a: int = Field(ge=0, description="Studies of group A the channel has a call for.")
