@@ -50,6 +50,7 @@ def _embed(args: argparse.Namespace) -> int:
     if not paths:
         raise InputError("embed: no images found in " + ", ".join(map(str, args.sources)))
     started_here = start_ray(num_cpus=args.ray_cpus)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # our bar and summary instead of Ray Data's
     bar: tqdm | None = None
 
     def planned(inputs: int, done: int, shards: int) -> None:
