@@ -60,6 +60,10 @@ def test_shards_round_trip_as_float16_and_duplicates_read_once(tmp_path: Path) -
     np.testing.assert_array_equal(matrix, to_float16(vectors))
     assert store.counts(KEY) == {"shards": 2, "rows": 6, "images": 5}
     assert store.lookup("other|model|p", ["h0"]) == {}
+    matrix, found = store.matrix(KEY, ["h2", "nope", "h0"])
+    assert found.tolist() == [True, False, True]
+    np.testing.assert_array_equal(matrix[[0, 2]], to_float16(vectors[[2, 0]]))
+    assert not matrix[1].any()
     manifest = json.loads(store.manifest_path(KEY, "a").read_text())
     assert manifest["rows"] == 3 and len(manifest["covered"]) == 3
 

@@ -4,8 +4,8 @@ Layout under the store root, one folder per model (its image cache key, see
 :func:`~tools.backends.base.image_cache_key`, hashed into the folder name and kept in ``model.json``)::
 
     <root>/<key digest>/model.json
-    <root>/<key digest>/shard-<id>.parquet     columns: hash (image content SHA-256), vec (float16 x D),
-                                               path, size, mtime_ns
+    <root>/<key digest>/shard-<id>.parquet     columns: hash (image content SHA-256), vec (D little-endian
+                                               float16 as fixed_size_binary(2 D)), path, size, mtime_ns
     <root>/<key digest>/shard-<id>.done.json   the shard's manifest, written last: its rows, the inputs it
                                                covers (path, size, mtime), the images it skipped and why
 
@@ -40,6 +40,9 @@ STORE_DIR = "embedding-store"
 SHARD_SUFFIX = ".parquet"
 DONE_SUFFIX = ".done.json"
 INSTALL_HINT = 'install the scale extra: pip install "raddiff[scale]"'
+_FILL_ROWS = 16_384
+VEC_DTYPE = np.dtype("<f2")
+"""Stored vectors: little-endian float16, ``D`` of them per row in a ``fixed_size_binary(2 D)`` cell."""
 
 
 def import_pyarrow() -> Any:
@@ -206,11 +209,12 @@ class EmbeddingStore:
         if not np.all(np.isfinite(vectors)):
             raise ValueError(f"shard {shard_id}: embeddings are not finite; not stored")
         dim = vectors.shape[1] if vectors.shape[0] else 1
-        half = vectors.astype(np.float16).reshape(-1)
+        half = np.ascontiguousarray(vectors.astype(VEC_DTYPE))
+        vec = pa.FixedSizeBinaryArray.from_buffers(pa.binary(2 * dim), len(hashes), [None, pa.py_buffer(half)])
         table = pa.table(
             {
                 "hash": pa.array(list(hashes), type=pa.string()),
-                "vec": pa.FixedSizeListArray.from_arrays(pa.array(half, type=pa.float16()), dim),
+                "vec": vec,
                 "path": pa.array(list(paths), type=pa.string()),
                 "size": pa.array(list(sizes), type=pa.int64()),
                 "mtime_ns": pa.array(list(mtimes), type=pa.int64()),
@@ -219,7 +223,8 @@ class EmbeddingStore:
         self._ensure_model_dir(key)
         target = self.shard_path(key, shard_id)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-        pq.write_table(table, tmp, compression="zstd")
+        codecs = {"hash": "zstd", "vec": "none", "path": "zstd", "size": "zstd", "mtime_ns": "zstd"}
+        pq.write_table(table, tmp, compression=codecs)  # float16 bytes barely compress: stored raw, read fast
         os.replace(tmp, target)
         manifest = ShardManifest(
             shard_id=shard_id,
@@ -248,23 +253,43 @@ class EmbeddingStore:
         if table.num_rows == 0:
             return [], np.zeros((0, 0), dtype=np.float32)
         vec = table.column("vec").combine_chunks()
-        dim = vec.type.list_size
-        matrix = np.asarray(vec.flatten().to_numpy(zero_copy_only=False), dtype=np.float16).reshape(-1, dim)
-        return table.column("hash").to_pylist(), matrix
+        width = vec.type.byte_width
+        data = vec.buffers()[1]
+        matrix = np.frombuffer(data, dtype=VEC_DTYPE, count=len(vec) * width // 2, offset=vec.offset * width)
+        return table.column("hash").to_pylist(), matrix.reshape(len(vec), width // 2)
 
     def lookup(self, key: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored embeddings of model ``key`` by content hash (float32 of the stored float16); absent ones left out."""
-        if not hashes:
-            return {}
-        files = self._shard_files(key)
-        if not files:
-            return {}
-        names, matrix = self._read(files, hashes)
+        matrix, found = self.matrix(key, hashes)
         out: dict[str, np.ndarray] = {}
-        for name, row in zip(names, matrix, strict=True):
-            if name not in out and np.all(np.isfinite(row)):
-                out[name] = row.astype(np.float32)
+        for i in np.flatnonzero(found):
+            out.setdefault(hashes[i], matrix[i])
         return out
+
+    def matrix(self, key: str, hashes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Rows for ``hashes`` in their order, (N, D) float32, and a boolean (N,) of those found (others are 0).
+
+        The bulk read for archive-scale scoring: one filtered Parquet scan, no per-image objects. A stored
+        row that is not finite counts as not found.
+        """
+        files = self._shard_files(key) if len(hashes) else []
+        if not files:
+            return np.zeros((len(hashes), 0), dtype=np.float32), np.zeros(len(hashes), dtype=bool)
+        names, stored = self._read(files, hashes)
+        position: dict[str, int] = {}
+        for i, name in enumerate(names):
+            position.setdefault(name, i)
+        rows = np.fromiter((position.get(h, -1) for h in hashes), dtype=np.int64, count=len(hashes))
+        found = rows >= 0
+        out = np.zeros((len(hashes), stored.shape[1]), dtype=np.float32)
+        for start in range(0, len(hashes), _FILL_ROWS):  # in blocks: no full-size temporaries
+            block = slice(start, start + _FILL_ROWS)
+            hit = np.flatnonzero(found[block]) + start
+            out[hit] = stored[rows[hit]]
+            bad = hit[~np.isfinite(out[hit]).all(axis=1)]
+            out[bad] = 0.0
+            found[bad] = False
+        return out, found
 
     def load(self, key: str) -> tuple[list[str], np.ndarray]:
         """Every stored embedding of model ``key``: (distinct content hashes, (N, D) float32), in shard order."""
