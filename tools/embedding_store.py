@@ -40,7 +40,6 @@ STORE_DIR = "embedding-store"
 SHARD_SUFFIX = ".parquet"
 DONE_SUFFIX = ".done.json"
 INSTALL_HINT = 'install the scale extra: pip install "raddiff[scale]"'
-_FILL_ROWS = 16_384
 VEC_DTYPE = np.dtype("<f2")
 """Stored vectors: little-endian float16, ``D`` of them per row in a ``fixed_size_binary(2 D)`` cell."""
 
@@ -269,26 +268,42 @@ class EmbeddingStore:
     def matrix(self, key: str, hashes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Rows for ``hashes`` in their order, (N, D) float32, and a boolean (N,) of those found (others are 0).
 
-        The bulk read for archive-scale scoring: one filtered Parquet scan, no per-image objects. A stored
-        row that is not finite counts as not found.
+        The bulk read for archive-scale scoring: one shard at a time (memory stays at the output plus one
+        shard), no per-image objects. A row found in several shards is taken from the first; a stored row
+        that is not finite counts as not found.
         """
         files = self._shard_files(key) if len(hashes) else []
+        found = np.zeros(len(hashes), dtype=bool)
         if not files:
-            return np.zeros((len(hashes), 0), dtype=np.float32), np.zeros(len(hashes), dtype=bool)
-        names, stored = self._read(files, hashes)
-        position: dict[str, int] = {}
-        for i, name in enumerate(names):
-            position.setdefault(name, i)
-        rows = np.fromiter((position.get(h, -1) for h in hashes), dtype=np.int64, count=len(hashes))
-        found = rows >= 0
-        out = np.zeros((len(hashes), stored.shape[1]), dtype=np.float32)
-        for start in range(0, len(hashes), _FILL_ROWS):  # in blocks: no full-size temporaries
-            block = slice(start, start + _FILL_ROWS)
-            hit = np.flatnonzero(found[block]) + start
-            out[hit] = stored[rows[hit]]
-            bad = hit[~np.isfinite(out[hit]).all(axis=1)]
-            out[bad] = 0.0
-            found[bad] = False
+            return np.zeros((len(hashes), 0), dtype=np.float32), found
+        wanted: dict[str, list[int]] = {}
+        for i, name in enumerate(hashes):
+            wanted.setdefault(name, []).append(i)
+        out: np.ndarray | None = None
+        for file in files:
+            names, stored = self._read([file], None)
+            if out is None and len(names):
+                out = np.zeros((len(hashes), stored.shape[1]), dtype=np.float32)
+            if out is None or stored.shape[1] != out.shape[1]:
+                log.warning("embedding store: %s has another dimension than the first shard; ignored", file)
+                continue
+            source: list[int] = []
+            target: list[int] = []
+            for row, name in enumerate(names):
+                for i in wanted.pop(name, ()):
+                    source.append(row)
+                    target.append(i)
+            if not target:
+                continue
+            dest = np.asarray(target, dtype=np.int64)
+            out[dest] = stored[np.asarray(source, dtype=np.int64)]
+            good = np.isfinite(out[dest]).all(axis=1)
+            out[dest[~good]] = 0.0
+            found[dest[good]] = True
+            if not wanted:
+                break
+        if out is None:
+            return np.zeros((len(hashes), 0), dtype=np.float32), found
         return out, found
 
     def load(self, key: str) -> tuple[list[str], np.ndarray]:
