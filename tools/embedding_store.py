@@ -70,6 +70,8 @@ class ShardManifest:
     skipped: list[SkippedItem]
     seconds: float
     worker: str = ""
+    written_at: float = 0.0
+    """Unix time the worker finished the shard (its own clock)."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -80,7 +82,7 @@ class ShardManifest:
             "skipped": [s.model_dump() for s in self.skipped],
             "seconds": self.seconds,
             "worker": self.worker,
-            "written_at": time.time(),
+            "written_at": self.written_at,
         }
 
     @classmethod
@@ -93,6 +95,7 @@ class ShardManifest:
             skipped=[SkippedItem.model_validate(s) for s in data.get("skipped", [])],
             seconds=float(data.get("seconds", 0.0)),
             worker=str(data.get("worker", "")),
+            written_at=float(data.get("written_at", 0.0)),
         )
 
 
@@ -232,6 +235,7 @@ class EmbeddingStore:
             skipped=list(skipped),
             seconds=seconds,
             worker=worker,
+            written_at=time.time(),
         )
         _atomic_write_bytes(self.manifest_path(key, shard_id), json.dumps(manifest.to_json()).encode())
         return manifest
