@@ -3,7 +3,8 @@
 1. Throughput (``--images``): the same N synthetic PNG images (smooth radiograph-like gradients with noise,
    ``--size`` pixels) embedded with the ``mini`` model, back to back in one run: first the current
    single-process path (:func:`~tools.embedding_cache.embed_images` into a fresh SQLite cache), then a local
-   Ray runtime (:func:`~tools.embedding_job.run_embed_job` into a fresh Parquet store). Prints images/s of
+   Ray runtime (:func:`~tools.embedding_job.run_embed_job` into a fresh Parquet store); the single process
+   is also timed with one torch thread, as each Ray actor runs (a reference). Prints images/s of
    each and their ratio three ways: Ray end to end (runtime start + job), the job alone (the actors' model
    loading included) and Ray's steady state (from the first finished shard to the last, by the times the
    actors wrote into the shards' manifests). Then checks that the stored vectors equal the single-process
@@ -55,6 +56,8 @@ def write_images(folder: Path, n: int, size: int, seed: int = 0) -> list[Path]:
 
 def bench_throughput(n: int, size: int, ray_cpus: int, shard_size: int, actors: int | None, batch_size: int) -> None:
     """Section 1: the single-process path, then local Ray, on the same images, back to back."""
+    import torch
+
     from tools.backends.registry import load_scorer
     from tools.embedding_cache import EmbeddingCache, embed_images
     from tools.embedding_job import run_embed_job, start_ray, stop_ray
@@ -69,7 +72,17 @@ def bench_throughput(n: int, size: int, ray_cpus: int, shard_size: int, actors: 
         started = time.perf_counter()
         single = embed_images(model, paths, EmbeddingCache(folder / "single.sqlite3"), batch_size=batch_size)
         single_s = time.perf_counter() - started
-        print(f"single process: {n} images in {single_s:.2f} s = {n / single_s:.1f} images/s (mini, CPU)")
+        threads = torch.get_num_threads()
+        print(
+            f"single process: {n} images in {single_s:.2f} s = {n / single_s:.1f} images/s "
+            f"(mini, CPU, {threads} torch threads)"
+        )
+        torch.set_num_threads(1)  # what each Ray actor runs with (OMP_NUM_THREADS=1): a reference, not the ratio
+        started = time.perf_counter()
+        embed_images(model, paths, EmbeddingCache(folder / "single1.sqlite3"), batch_size=batch_size)
+        one_s = time.perf_counter() - started
+        torch.set_num_threads(threads)
+        print(f"  (same with 1 torch thread, as each Ray actor: {n / one_s:.1f} images/s)")
 
         store = EmbeddingStore(folder / "store")
         started = time.perf_counter()
