@@ -266,7 +266,7 @@ class EmbeddingStore:
         matrix, found = self.matrix(key, hashes)
         out: dict[str, np.ndarray] = {}
         for i in np.flatnonzero(found):
-            out.setdefault(hashes[i], matrix[i])
+            out.setdefault(hashes[int(i)], matrix[i])
         return out
 
     def matrix(self, key: str, hashes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
