@@ -17,7 +17,7 @@ from tools.backends.base import image_cache_key
 from tools.datasets import list_images
 from tools.domain import InputError
 from tools.embedding_cache import EmbeddingCache, embed_images, to_float16
-from tools.embedding_job import embed_shard, import_ray, plan_shards
+from tools.embedding_job import embed_shard, import_ray, plan_shards, worker_error
 from tools.embedding_store import EmbeddingStore, file_signature
 from tools.images import content_hash
 from tools.settings import Settings
@@ -208,3 +208,16 @@ def test_file_signature_names_the_resolved_path(tmp_path: Path) -> None:
     path = _png(tmp_path / "x.png", 1)
     resolved, size, mtime = file_signature(tmp_path / "." / "x.png")
     assert resolved == str(path.resolve()) and size == path.stat().st_size and mtime == path.stat().st_mtime_ns
+
+
+def test_a_worker_failure_is_told_by_the_worker_s_own_error() -> None:
+    text = (
+        "ray::MapWorker(MapBatches(ShardEmbedder)).submit() (pid=1, ip=10.0.0.1)\n"
+        '  File "tools/embedding_job.py", line 9, in __call__\n'
+        '    raise RuntimeError("CUDA out of memory")\n'
+        "RuntimeError: CUDA out of memory\n\n"
+        "The above exception was the direct cause of the following exception:\n"
+        "ray.exceptions.UserCodeException: UDF failed to process a data block.\n"
+    )
+    assert worker_error(Exception(text)) == "RuntimeError: CUDA out of memory"
+    assert worker_error(Exception("\nsomething odd\n")) == "something odd"

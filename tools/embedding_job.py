@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from tools.domain import InputError, SkippedItem
+from tools.domain import InputError, RadDiffError, SkippedItem
 from tools.embedding_store import INSTALL_HINT, EmbeddingStore, ShardManifest, file_signature
 
 log = logging.getLogger(__name__)
@@ -256,6 +257,34 @@ def plan_shards(
     return shards, done, skipped
 
 
+_ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$")
+
+
+def worker_error(exc: BaseException) -> str:
+    """The worker's own error (``RuntimeError: ...``) from a Ray error's text, not Ray's wrapper around it."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    found = [m for m in map(_ERROR_LINE.match, lines) if m and not m.group(1).startswith("ray.")]
+    if found:
+        return f"{found[0].group(1)}: {found[0].group(2)}"
+    return next((line for line in lines if line), type(exc).__name__)
+
+
+def _collect(row: dict[str, Any], result: EmbedJobResult, on_shard: Callable[[ShardDone], None] | None) -> None:
+    done = ShardDone(
+        shard_id=str(row["shard"]),
+        inputs=int(row["inputs"]),
+        rows=int(row["rows"]),
+        skipped=[SkippedItem.model_validate(s) for s in json.loads(str(row["skipped"]))],
+        seconds=float(row["seconds"]),
+        worker=str(row["worker"]),
+    )
+    result.shards_run += 1
+    result.images_stored += done.rows
+    result.skipped.extend(done.skipped)
+    if on_shard is not None:
+        on_shard(done)
+
+
 def run_embed_job(
     paths: Sequence[Path],
     store: EmbeddingStore,
@@ -332,20 +361,14 @@ def run_embed_job(
         },
     )
     started = time.perf_counter()
-    for row in dataset.iter_rows():
-        done = ShardDone(
-            shard_id=str(row["shard"]),
-            inputs=int(row["inputs"]),
-            rows=int(row["rows"]),
-            skipped=[SkippedItem.model_validate(s) for s in json.loads(str(row["skipped"]))],
-            seconds=float(row["seconds"]),
-            worker=str(row["worker"]),
-        )
-        result.shards_run += 1
-        result.images_stored += done.rows
-        result.skipped.extend(done.skipped)
-        if on_shard is not None:
-            on_shard(done)
+    try:
+        for row in dataset.iter_rows():
+            _collect(row, result, on_shard)
+    except ray.exceptions.RayError as exc:  # a worker failed: one line, the finished shards stay
+        raise RadDiffError(
+            f"embed: a shard failed after {result.shards_run} of {len(shards)} finished ({worker_error(exc)}); "
+            "run the command again to resume"
+        ) from exc
     result.seconds = time.perf_counter() - started
     log.info(
         "embedded %d images into %d shards with %s in %.1f s (%.1f images/s, %d actors); %d already stored",
