@@ -38,6 +38,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("Local web app: explore two sets in a conversation with the agent.", "evals.ui.cli:chat_arguments"),
     "trace": ("Show a run's reasoning: 'show RUN' (a tree) or 'view RUN' (a page).", "evals.ui.cli:trace_arguments"),
     "bench": ("Run benchmarks: raddiffbench, synthdiffbench or a JSONL pair file.", "evals.bench.cli:add_arguments"),
+    "embed": (
+        "Embed every image of folders, CSVs or JSONL files once (Ray Data) into the embedding store.",
+        "evals.scale.cli:embed_arguments",
+    ),
 }
 
 

@@ -437,3 +437,72 @@ def load_comparison(
             first, pair_index, image_root=image_root, reports_root=reports_root, decode_images=decode_images
         )
     raise InputError(f"{first}: expected two folders, a .csv file or a .jsonl pair file")
+
+
+MIMIC_METADATA_COLUMNS = ("subject_id", "study_id", "dicom_id")
+
+
+def _csv_image_paths(csv_path: Path, roots: list[Path]) -> tuple[list[Path], list[SkippedItem]]:
+    """Every image a CSV names: its ``path`` column (any number of groups), or MIMIC-CXR-JPG's metadata columns."""
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{csv_path}: not a readable CSV file ({exc})") from None
+    if "path" in columns:
+        raws = [r["path"] for r in rows]
+    elif all(c in columns for c in MIMIC_METADATA_COLUMNS):
+        # mimic-cxr-2.0.0-metadata.csv: files/pXX/pSUBJECT/sSTUDY/DICOM.jpg
+        raws = [f"files/p{r['subject_id'][:2]}/p{r['subject_id']}/s{r['study_id']}/{r['dicom_id']}.jpg" for r in rows]
+    else:
+        raise InputError(
+            f"{csv_path}: missing column 'path' (or subject_id, study_id, dicom_id of MIMIC-CXR-JPG's metadata); "
+            f"columns present: {', '.join(columns) or 'none'}"
+        )
+    paths: list[Path] = []
+    skipped: list[SkippedItem] = []
+    for line_no, raw in enumerate(raws, start=2):
+        if not raw:
+            skipped.append(SkippedItem(item=f"{csv_path}:{line_no}", reason="empty 'path' value"))
+            continue
+        paths.append(_resolve_image(raw, roots))
+    return paths, skipped
+
+
+def list_images(source: Path | str, *, image_root: Path | None = None) -> tuple[list[Path], list[SkippedItem]]:
+    """Every image of a source, for archive-wide work (``raddiff embed``): (existing image paths, skipped inputs).
+
+    ``source`` is a folder tree (searched recursively, e.g. MIMIC-CXR-JPG's ``files/``), a CSV (its ``path``
+    column, whatever its groups, or MIMIC-CXR-JPG's metadata CSV) or a JSONL pair file (both sets of every
+    pair). Relative paths resolve under ``image_root`` (default: the file's folder). Duplicates are listed once;
+    a missing or non-image file is skipped and reported.
+    """
+    source = Path(source)
+    if source.is_dir():
+        found, skipped = _folder_images(source, source.name or str(source))
+    elif not source.exists():
+        raise InputError(f"{source}: no such folder or file")
+    else:
+        roots = [image_root] if image_root else [source.parent]
+        suffix = source.suffix.lower()
+        if suffix == ".csv":
+            found, skipped = _csv_image_paths(source, roots)
+        elif suffix in (".jsonl", ".json"):
+            found = [
+                _resolve_image(raw, roots)
+                for pair in read_pairs(source)
+                for raw in (*pair.set1_images, *pair.set2_images)
+            ]
+            skipped = []
+        else:
+            raise InputError(f"{source}: expected a folder, a .csv file or a .jsonl pair file")
+    paths: list[Path] = []
+    for path in dict.fromkeys(found):
+        problem = _check_image(path, False)
+        if problem:
+            skipped.append(SkippedItem(item=str(path), reason=problem))
+        else:
+            paths.append(path)
+    return paths, skipped

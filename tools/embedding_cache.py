@@ -9,6 +9,10 @@ so a second run does not re-read every image to find its key.
 
 Whatever was computed or read, callers always get the float16-rounded values back, so a first run and a
 cached run give the same numbers.
+
+With an :class:`~tools.embedding_store.EmbeddingStore` (the Parquet shards ``raddiff embed`` writes; the
+settings' cache uses ``Settings.embedding_store``), an image missing from the SQLite file is looked up in the
+store and, when found, imported into the file: a comparison of stored images computes nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from tools.sqlite_store import open_wal_store
 
 if TYPE_CHECKING:
     from tools.backends.base import ImageTextModel
+    from tools.embedding_store import EmbeddingStore
     from tools.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,12 +77,18 @@ def to_float16(vectors: np.ndarray) -> np.ndarray:
 class EmbeddingCache:
     """Image and text embeddings on disk, shared by processes; see the module docstring."""
 
-    def __init__(self, path: Path | str | None = None, *, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, path: Path | str | None = None, *, timeout_s: float = 60.0, store: EmbeddingStore | None = None
+    ) -> None:
         if path is None:
+            from tools.embedding_store import EmbeddingStore
             from tools.settings import Settings
 
-            path = Settings().cache_dir / CACHE_FILE
+            settings = Settings()
+            path = settings.cache_dir / CACHE_FILE
+            store = store or EmbeddingStore.from_settings(settings)
         self.path = Path(path).expanduser()
+        self.store = store
         self.timeout_s = timeout_s
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
@@ -87,8 +98,10 @@ class EmbeddingCache:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmbeddingCache:
-        """The cache in ``settings.cache_dir``."""
-        return cls(settings.cache_dir / CACHE_FILE)
+        """The cache in ``settings.cache_dir``, reading through the settings' embedding store."""
+        from tools.embedding_store import EmbeddingStore
+
+        return cls(settings.cache_dir / CACHE_FILE, store=EmbeddingStore.from_settings(settings))
 
     # ------------------------------------------------------------ connection and corruption
 
@@ -214,8 +227,24 @@ class EmbeddingCache:
         self._run(action)
 
     def get_images(self, key: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
-        """Cached image embeddings of model ``key`` (see :func:`image_cache_key`) by content hash."""
-        return self._get("images", "hash", key, hashes)
+        """Cached image embeddings of model ``key`` (see :func:`image_cache_key`) by content hash.
+
+        Hashes the SQLite file lacks are looked up in the embedding store (when there is one) and imported.
+        """
+        found = self._get("images", "hash", key, hashes)
+        if self.store is None:
+            return found
+        missing = [h for h in dict.fromkeys(hashes) if h not in found]
+        try:
+            stored = self.store.lookup(key, missing) if missing else {}
+        except (OSError, ValueError, InputError) as exc:  # a damaged shard, or no pyarrow: compute instead, say so
+            log.warning("embedding store %s unreadable (%s); computing the missing images", self.store.root, exc)
+            stored = {}
+        if stored:
+            self.put_images(key, stored)
+            found.update(stored)
+            log.info("embedding cache: %d images read from the embedding store %s", len(stored), self.store.root)
+        return found
 
     def put_images(self, key: str, items: Mapping[str, np.ndarray]) -> None:
         """Store image embeddings (content hash -> vector) of model ``key``, in one transaction."""

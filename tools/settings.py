@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         default_factory=default_cache_dir, description="Embedding, description and render caches live here."
     )
     output_dir: Path = Field(default=Path("raddiff-runs"), description="Run results, traces and reports.")
+    embedding_store: Path | None = Field(
+        default=None,
+        description="Parquet embedding store written by 'raddiff embed' (default <cache_dir>/embedding-store); "
+        "the embedding cache reads through it.",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="Torch device for model backends; 'auto' picks CUDA when present."
     )
