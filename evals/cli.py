@@ -54,6 +54,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         key: getattr(args, key, None)
         for key in (
             "device",
+            "dtype",
             "batch_size",
             "scorer",
             "describer",
@@ -245,16 +246,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raddiff", description="Describe in clinical language how two sets of radiology studies differ."
     )
+    _settings_arguments(parser)
+    # The same options after the subcommand (``raddiff compare A B --config FILE``); not given there, they
+    # leave the value given before the subcommand (SUPPRESS: no default overrides it).
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    _settings_arguments(common)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, target) in COMMANDS.items():
+        _resolve(target)(sub.add_parser(name, help=help_text, description=help_text, parents=[common]))
+    return parser
+
+
+def _settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """The settings options every command accepts (before or after the subcommand's name)."""
     parser.add_argument("--config", type=Path, help="YAML settings file.")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="Torch device.")
+    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="Compute dtype of model backends.")
     parser.add_argument("--batch-size", type=int, help="Images per batch when embedding.")
     parser.add_argument("--cache-dir", type=Path, help="Cache folder.")
     parser.add_argument("--seed", type=int, help="Random seed.")
     parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (help_text, target) in COMMANDS.items():
-        _resolve(target)(sub.add_parser(name, help=help_text, description=help_text))
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,6 +55,7 @@ def workspace_for(context: RunContext, state: State) -> Workspace:
         trace = trace_for(context)
         ws = open_workspace(
             state["comparison"],
+            settings=context.settings,
             scorer=context.scorer,
             describer=context.describer,
             seed=context.seed,

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.context import RunContext
 from graphs.report_html import ScoreRows, distribution_figure, read_score_rows, score_rows, typical_studies
 from tools.domain import Comparison, GroupLabel, Hypothesis, InputError, RunResult, ScoredHypothesis
+from tools.settings import Settings
 from tools.vocabulary import REGIONS
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,26 @@ class AppConfig(BaseModel):
     seed: int = 0
     preset_n: int | None = Field(default=None, ge=2, description="Studies per group of presets (None: preset's).")
     context: dict[str, Any] = Field(default_factory=dict, description="Further RunContext overrides.")
+    settings: Settings | None = Field(
+        default=None,
+        description="The project settings the app was started with (device, dtype, batch size, remote code); "
+        "the fields above override theirs. None: the defaults.",
+    )
+
+    def run_settings(self) -> Settings:
+        """The one settings object of this app's runs: ``settings`` with this config's models, seed and cache."""
+        base = self.settings if self.settings is not None else Settings(cache_dir=self.cache_dir)
+        return base.model_copy(
+            update={
+                "cache_dir": self.cache_dir,
+                "output_dir": self.output_dir,
+                "llm": self.llm,
+                "llm_base_url": self.llm_base_url,
+                "scorer": self.scorer,
+                "describer": self.describer,
+                "seed": self.seed,
+            }
+        )
 
     @property
     def preset_dir(self) -> Path:
@@ -252,6 +273,7 @@ class ChatSession:
             "describer": self.config.describer,
             "max_rounds": max_rounds or self.config.max_rounds,
             "seed": self.config.seed,
+            "settings": self.config.run_settings(),
             **self.config.context,
             "run_id": run_id,
             "run_dir": self.config.output_dir / run_id,
@@ -266,6 +288,7 @@ class ChatSession:
             ctx = self.context(self.thread)
             self._workspace = open_workspace(
                 self.comparison,
+                settings=ctx.settings,
                 scorer=ctx.scorer,
                 describer=ctx.describer,
                 seed=ctx.seed,
