@@ -87,3 +87,79 @@ def test_the_run_workspace_uses_the_context_settings_not_the_environment(tmp_pat
     run_agent(_report_comparison(tmp_path), ctx, on_event=on_event)
     assert seen and all(s is settings for s in seen)
     assert all(s.batch_size == 5 and s.trust_remote_code for s in seen)
+
+
+# ---------------------------------------------------------------- 3. bad images never skew results
+
+
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims ``width`` x ``height`` pixels, with (almost) no pixel data behind it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+@pytest.mark.parametrize(("width", "height"), [(1, 1), (2, 2), (7, 300)])
+def test_tiny_images_are_refused_not_scored(tmp_path, width, height):
+    from tools.datasets import load_folders
+    from tools.images import load_image
+
+    path = tmp_path / "A" / "tiny.png"
+    path.parent.mkdir()
+    Image.fromarray(np.full((height, width), 128, dtype=np.uint8)).save(path)
+    with pytest.raises(InputError, match=rf"image too small \({width}x{height} pixels"):
+        load_image(path)
+    _png(tmp_path / "A" / "ok.png", 1)
+    _png(tmp_path / "B" / "b.png", 2)
+    loaded = load_folders(tmp_path / "A", tmp_path / "B", decode_images=True)
+    assert [s.study_id for s in loaded.comparison.set_a.studies] == ["ok"]
+    assert len(loaded.skipped) == 1 and "image too small" in loaded.skipped[0].reason
+
+
+def test_the_same_image_bytes_in_both_groups_under_other_names_is_refused(tmp_path):
+    from tools.datasets import load_comparison
+
+    same = _png(tmp_path / "A" / "x.png", 7)
+    _png(tmp_path / "A" / "y.png", 8)
+    (tmp_path / "B").mkdir()
+    (tmp_path / "B" / "renamed.png").write_bytes(same.read_bytes())
+    _png(tmp_path / "B" / "z.png", 9)
+    with pytest.raises(InputError, match=r"renamed.png: same image as .*x.png .*cannot be in both groups"):
+        load_comparison(tmp_path / "A", tmp_path / "B")
+    csv = tmp_path / "g.csv"
+    csv.write_text("path,group_name\nA/x.png,A\nA/y.png,A\nB/renamed.png,B\nB/z.png,B\n")
+    with pytest.raises(InputError, match="cannot be in both groups"):
+        load_comparison(csv)
+
+
+def test_12_bit_data_in_a_16_bit_png_keeps_its_contrast(tmp_path):
+    from tools.images import load_image
+
+    pixels = np.full((64, 64), 400, dtype=np.uint16)
+    pixels[40:, :] = 4095  # a bright (fluid) base on 12-bit detector data
+    Image.fromarray(pixels).save(tmp_path / "p12.png")
+    out = load_image(tmp_path / "p12.png")
+    assert out[50, 5] == pytest.approx(1.0) and out[5, 5] == pytest.approx(400 / 4095, abs=1e-4)
+    full = np.full((64, 64), 65535, dtype=np.uint16)
+    full[:32] = 1000
+    Image.fromarray(full).save(tmp_path / "p16.png")
+    out16 = load_image(tmp_path / "p16.png")  # true 16-bit data still scales by 65535
+    assert out16[0, 0] == pytest.approx(1000 / 65535, abs=1e-5) and out16[-1, 0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("side", "message"), [(30000, "image too large"), (9000, "image too large (9000x9000")])
+def test_a_png_header_claiming_a_huge_image_is_a_one_line_error(tmp_path, side, message):
+    from tools.images import load_image
+
+    path = _png_header_only(tmp_path / "bomb.png", side, side)
+    with pytest.raises(InputError) as info:
+        load_image(path)
+    assert message in str(info.value) and "\n" not in str(info.value)

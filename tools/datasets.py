@@ -122,9 +122,37 @@ def _check_image(path: Path, decode: bool) -> str | None:
     return None
 
 
+def _check_shared_content(set_a: StudySet, set_b: StudySet) -> None:
+    """Refuse the same image bytes in both groups, whatever their names (a study cannot be on both sides).
+
+    Only files whose sizes occur in both groups are hashed, so disjoint sets cost one ``stat`` per image.
+    """
+
+    def sizes(group: StudySet) -> dict[int, list[Path]]:
+        out: dict[int, list[Path]] = defaultdict(list)
+        for study in group.studies:
+            for path in study.image_paths:
+                try:
+                    out[Path(path).stat().st_size].append(Path(path))
+                except OSError:
+                    continue  # missing files are reported by the image checks
+        return out
+
+    size_a, size_b = sizes(set_a), sizes(set_b)
+    for size in sorted(set(size_a) & set(size_b)):
+        hashes = {content_hash(p): p for p in size_a[size]}
+        for path in size_b[size]:
+            twin = hashes.get(content_hash(path))
+            if twin is not None:
+                raise InputError(
+                    f"{path}: same image as {twin} (group {set_a.name!r}); an image cannot be in both groups"
+                )
+
+
 def _finalise(
     set_a: StudySet, set_b: StudySet, skipped: list[SkippedItem], warnings: list[str], question: str = ""
 ) -> LoadedComparison:
+    _check_shared_content(set_a, set_b)
     for group in (set_a, set_b):
         if not group.studies:
             lost = sum(1 for s in skipped if s.item.startswith(f"[{group.name}]"))
