@@ -187,7 +187,10 @@ def _progress_printer() -> Callable[[str, dict[str, Any]], None]:
             print(f"  reflect: {reason or (f'{decision.action}: {decision.reason}' if decision else '')}")
         elif node == "zoom":
             for obs in update.get("observations", []):
-                print(f"  zoom into {obs.data.get('region')}: region AUROCs {obs.data.get('aurocs', {})}")
+                if obs.data.get("error"):
+                    print(f"  zoom into {obs.data.get('region')} failed: {obs.data['error']}")
+                else:
+                    print(f"  zoom into {obs.data.get('region')}: region AUROCs {obs.data.get('aurocs', {})}")
         else:
             print(f"  {node}")
 

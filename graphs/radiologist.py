@@ -31,7 +31,7 @@ from agent.policies import Policy, get_policy
 from agent.policies.rules import text_support
 from agent.state import Budget, InputState, Observation, RoundStat, State
 from agent.trace import TraceWriter
-from tools.domain import Hypothesis, RunResult, ScoredHypothesis
+from tools.domain import Hypothesis, InputError, RunResult, ScoredHypothesis
 from tools.workspace import Workspace, open_workspace, rank_scored
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ def reflect(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     trace = trace_for(context)
     history = state.get("history", [])
     budget = state.get("budget") or Budget(started_at=time.time())
-    reason = stop_reason(history, budget, context)
+    reason = stop_reason(history, budget, context) or _failed_tools_reason(state.get("observations", []))
     trace.event("convergence", round=state.get("round", 0), history=history, stop_reason=reason)
     if reason:
         return {"stop_reason": reason, "decision": None}
@@ -234,6 +234,17 @@ def reflect(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     if decision.action == "stop":
         return {"stop_reason": f"policy stopped: {decision.reason}", "decision": decision, "budget": spent}
     return {"decision": decision, "budget": spent}
+
+
+MAX_FAILED_TOOL_CALLS = 3
+"""Failed zooms after which the run stops (a policy that keeps choosing unusable regions learns nothing)."""
+
+
+def _failed_tools_reason(observations: list[Observation]) -> str:
+    failed = [o for o in observations if o.kind == "zoom" and o.data.get("error")]
+    if len(failed) < MAX_FAILED_TOOL_CALLS:
+        return ""
+    return f"{len(failed)} zooms failed (last: {failed[-1].data['error']})"
 
 
 def route_after_reflect(
@@ -262,7 +273,12 @@ def zoom(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     best = [s.hypothesis for s in rank_scored(state.get("pool", []))[: context.top_k] if s.region is None]
     round_ = state.get("round", 0) + 1
     started = time.perf_counter()
-    scored, data = ws.zoom(region, best, n_per_group=context.zoom_samples, round_=round_)
+    try:
+        scored, data = ws.zoom(region, best, n_per_group=context.zoom_samples, round_=round_)
+    except InputError as exc:  # a failed tool call is evidence for the policy, not the end of the run
+        log.warning("zoom into %r failed: %s", region, exc)
+        failed = Observation(kind="zoom", round=state.get("round", 0), data={"region": region, "error": str(exc)})
+        return {"observations": [failed]}
     pool = [*state.get("pool", []), *scored]
     observation = Observation(kind="zoom", round=round_, data={"region": region, **data})
     return {

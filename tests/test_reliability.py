@@ -163,3 +163,29 @@ def test_a_png_header_claiming_a_huge_image_is_a_one_line_error(tmp_path, side, 
     with pytest.raises(InputError) as info:
         load_image(path)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------- 4. one tool error does not end the run
+
+
+@pytest.mark.parametrize("region", ["right upper lobe", "lower_zone_right"])
+def test_a_failing_zoom_is_reported_and_the_run_still_ends_with_a_result(tmp_path, monkeypatch, region):
+    import tools.regions
+    from agent.policies.rules import RulesPolicy
+    from agent.schemas import Decision
+    from agent.trace import read_trace
+    from graphs.run import load_result, run_agent
+
+    monkeypatch.setattr(
+        RulesPolicy, "reflect", lambda self, *a, **k: Decision(action="zoom", region=region, reason="look there")
+    )
+    if region == "lower_zone_right":  # a known region whose crops all fail: "no usable crop in one of the groups"
+        monkeypatch.setattr(tools.regions, "crop_paths", lambda paths, region, **kw: ([], []))
+    ctx = RunContext(run_id="z", run_dir=tmp_path / "z", scorer="reports", use_images=False, max_rounds=3)
+    result = run_agent(_report_comparison(tmp_path), ctx)
+    assert result.ranked and "3 zooms failed" in result.stop_reason
+    assert load_result(ctx.run_dir).stop_reason == result.stop_reason  # result.json written
+    failed = [e for e in read_trace(ctx.run_dir / "trace.jsonl") if e["event"] == "tool" and e.get("error")]
+    assert len(failed) == 3 and all(e["tool"] == "localize_and_zoom" for e in failed)
+    expected = "unknown region 'right upper lobe'" if region != "lower_zone_right" else "no usable crop"
+    assert expected in failed[0]["error"]

@@ -454,13 +454,32 @@ class Workspace:
     def zoom(
         self, region: str, hypotheses: Sequence[Hypothesis], *, n_per_group: int = 40, round_: int = 0
     ) -> tuple[list[ScoredHypothesis], dict[str, Any]]:
-        """Crop ``region`` from sampled studies of both groups (from the original images) and re-score there."""
+        """Crop ``region`` from sampled studies of both groups (from the original images) and re-score there.
+
+        A failure (an unknown region, no usable crop in a group) is recorded as a failed tool call and raised
+        as :class:`InputError` for the caller to report.
+        """
+        started = time.perf_counter()
+        args = {"region": region, "hypotheses": [h.text for h in hypotheses], "n_per_group": n_per_group}
+        try:
+            return self._zoom(region, hypotheses, n_per_group, round_, started, args)
+        except InputError as exc:
+            self._record("localize_and_zoom", args, started, f"zoom into {region!r} failed", error=str(exc))
+            raise
+
+    def _zoom(
+        self,
+        region: str,
+        hypotheses: Sequence[Hypothesis],
+        n_per_group: int,
+        round_: int,
+        started: float,
+        args: dict[str, Any],
+    ) -> tuple[list[ScoredHypothesis], dict[str, Any]]:
         from tools.grids import build_ab_grid
         from tools.regions import crop_paths
         from tools.scoring import score_texts
 
-        started = time.perf_counter()
-        args = {"region": region, "hypotheses": [h.text for h in hypotheses], "n_per_group": n_per_group}
         groups: tuple[GroupLabel, GroupLabel] = ("A", "B")
         chosen = {g: self._sample(g, n_per_group, self.seed + 7919, set(), False) for g in groups}
         crops: dict[str, list[np.ndarray]] = {}

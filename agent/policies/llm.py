@@ -250,6 +250,8 @@ def render_evidence(observations: Sequence[Observation], max_chars: int = 12000)
                 f"  [{sid}] {quote_untrusted(t, 'report')}" for sid, t in zip(obs.study_ids, obs.texts, strict=False)
             )
             parts.append(f"{UNTRUSTED_NOTICE}\nReports, group {obs.group} (round {obs.round}):\n{body}")
+        elif obs.kind == "zoom" and obs.data.get("error"):
+            parts.append(f"Zoom into {obs.data.get('region')} failed: {obs.data['error']}")
         elif obs.kind == "zoom":
             parts.append(f"Zoom into {obs.data.get('region')}: {json.dumps(obs.data.get('aurocs', {}))}")
     text = "\n\n".join(parts)
