@@ -3,6 +3,7 @@ tool errors do not end runs, caches heal, resume and run ids are safe, untrusted
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +190,41 @@ def test_a_failing_zoom_is_reported_and_the_run_still_ends_with_a_result(tmp_pat
     assert len(failed) == 3 and all(e["tool"] == "localize_and_zoom" for e in failed)
     expected = "unknown region 'right upper lobe'" if region != "lower_zone_right" else "no usable crop"
     assert expected in failed[0]["error"]
+
+
+# ---------------------------------------------------------------- 2. the chat app reads nothing outside its roots
+
+
+@pytest.mark.parametrize("kind", ["Two folders", "Benchmark pair (JSONL)", "CSV file"])
+@pytest.mark.parametrize("sidecar", ["x.json", "x.txt"])
+def test_chat_app_refuses_sidecars_that_point_outside_its_roots_unread(tmp_path, kind, sidecar):
+    from evals.ui.app import AppConfig, load_source
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.json"
+    secret.write_text('{"view_position": "SECRET-TOKEN-42", "age": "SECRET-AGE"}')
+    _png(root / "A" / "x.png", 1)
+    _png(root / "A" / "y.png", 2)
+    _png(root / "B" / "z.png", 3)
+    (root / "A" / sidecar).symlink_to(secret)
+    pair = {"set1": "a", "set2": "b", "set1_images": ["A/x.png", "A/y.png"], "set2_images": ["B/z.png"]}
+    (root / "pairs.jsonl").write_text(json.dumps(pair) + "\n")
+    (root / "g.csv").write_text("path,group_name,report_path\nA/x.png,a,A/x.txt\nA/y.png,a,\nB/z.png,b,\n")
+    if kind == "CSV file" and sidecar == "x.json":
+        pytest.skip("the CSV format reads no .json sidecars")
+    config = AppConfig(roots=[root], output_dir=tmp_path / "runs", cache_dir=tmp_path / "cache")
+    first, second = {
+        "Two folders": (root / "A", root / "B"),
+        "Benchmark pair (JSONL)": (root / "pairs.jsonl", ""),
+        "CSV file": (root / "g.csv", ""),
+    }[kind]
+    with pytest.raises(InputError) as info:
+        load_source(config, kind, str(first), str(second))
+    message = str(info.value)
+    assert "outside the folders" in message and sidecar in message and "SECRET" not in message
+    # the same files are fine when the outside folder is allowed too
+    config = AppConfig(roots=[root, outside], output_dir=tmp_path / "runs", cache_dir=tmp_path / "cache")
+    if sidecar == "x.json" and kind != "CSV file":
+        with pytest.raises(InputError, match="age 'SECRET-AGE' is not a number"):
+            load_source(config, kind, str(first), str(second))

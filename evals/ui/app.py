@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.context import RunContext
 from graphs.report_html import ScoreRows, distribution_figure, read_score_rows, score_rows, typical_studies
+from tools.datasets import inside_roots
 from tools.domain import Comparison, GroupLabel, Hypothesis, InputError, RunResult, ScoredHypothesis
 from tools.settings import Settings
 from tools.vocabulary import REGIONS
@@ -105,9 +106,8 @@ def check_path(raw: str | Path, roots: list[Path], what: str = "path") -> Path:
     if not text:
         raise InputError(f"{what}: empty; give a file or folder path")
     path = Path(text).expanduser().resolve()
-    for root in roots:
-        if path == root or path.is_relative_to(root):
-            return path
+    if inside_roots(path, roots):
+        return path
     shown = ", ".join(str(r) for r in roots) or "(none)"
     raise InputError(
         f"{what} {text!r} is outside the folders this app may read ({shown}); restart with --root to allow it"
@@ -137,15 +137,15 @@ def load_source(
         if config.preset_n is not None:
             spec = spec.model_copy(update={"n_a": config.preset_n, "n_b": config.preset_n})
         jsonl = build_pair(spec, config.preset_dir, seed=config.seed, cache_dir=config.cache_dir)
-        comparison = load_jsonl_pair(jsonl, 0).comparison
+        comparison = load_jsonl_pair(jsonl, 0, allowed_roots=roots).comparison
     elif kind == "Two folders":
         folders = (check_path(first, roots, "folder A"), check_path(second, roots, "folder B"))
-        comparison = load_comparison(*folders).comparison
+        comparison = load_comparison(*folders, allowed_roots=roots).comparison
     elif kind == "CSV file":
-        comparison = load_comparison(check_path(first, roots, "CSV file")).comparison
+        comparison = load_comparison(check_path(first, roots, "CSV file"), allowed_roots=roots).comparison
     elif kind == "Benchmark pair (JSONL)":
         path = check_path(first, roots, "JSONL file")
-        comparison = load_jsonl_pair(path, int(pair_index), image_root=path.parent).comparison
+        comparison = load_jsonl_pair(path, int(pair_index), image_root=path.parent, allowed_roots=roots).comparison
     else:
         raise InputError(f"source kind {kind!r}: unknown (choose one of {', '.join(SOURCE_KINDS)})")
     check_comparison_paths(comparison, roots)
