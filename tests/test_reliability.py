@@ -228,3 +228,113 @@ def test_chat_app_refuses_sidecars_that_point_outside_its_roots_unread(tmp_path,
     if sidecar == "x.json" and kind != "CSV file":
         with pytest.raises(InputError, match="age 'SECRET-AGE' is not a number"):
             load_source(config, kind, str(first), str(second))
+
+
+# ---------------------------------------------------------------- 5. caches heal and check what they serve
+
+
+class _CountingDescriber:
+    backend = "fake"
+    model_id = "counting"
+
+    def __init__(self) -> None:
+        self.described = 0
+
+    def describe(self, images, prompt):  # type: ignore[no-untyped-def]
+        self.described += len(images)
+        return [f"mean {float(im.mean()):.4f}" for im in images]
+
+
+def _images(n: int = 30) -> list[np.ndarray]:
+    return [np.full((16, 16), i / n, dtype=np.float32) for i in range(n)]
+
+
+def _filled_description_cache(path: Path) -> list[str]:
+    from tools.describers.cache import DescriptionCache, describe_cached
+
+    return describe_cached(_CountingDescriber(), [(None, im) for im in _images()], "p", DescriptionCache(path))
+
+
+def _break_garbage(path: Path) -> None:
+    path.write_bytes(b"this is not a database" * 100)
+
+
+def _break_truncated(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3 + 7])
+
+
+def _break_page(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    for offset in range(4096, len(data), 4096):  # scribble over every page after the header page
+        data[offset + 8 : offset + 64] = b"\xff" * 56
+    path.write_bytes(bytes(data))
+
+
+def _break_schema(path: Path) -> None:
+    import sqlite3
+
+    path.unlink()
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE descriptions (key TEXT PRIMARY KEY, value BLOB)")
+        conn.execute("INSERT INTO descriptions VALUES ('k', x'00')")
+
+
+@pytest.mark.parametrize("breaker", [_break_garbage, _break_truncated, _break_page, _break_schema])
+def test_a_broken_description_cache_is_moved_aside_and_rebuilt(tmp_path, breaker):
+    import sqlite3
+
+    from tools.describers.cache import DescriptionCache, describe_cached
+
+    path = tmp_path / "d.sqlite"
+    first = _filled_description_cache(path)
+    for suffix in ("-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    breaker(path)
+    describer = _CountingDescriber()
+    with pytest.warns(RuntimeWarning, match="moving it aside and rebuilding"):
+        cache = DescriptionCache(path)
+        again = describe_cached(describer, [(None, im) for im in _images()], "p", cache)
+    assert again == first and 0 < describer.described <= len(first)
+    assert Path(str(path) + ".corrupt").exists()  # kept for inspection, never deleted
+    later = _CountingDescriber()
+    assert describe_cached(later, [(None, im) for im in _images()], "p", DescriptionCache(path)) == first
+    assert later.described == 0  # the rebuilt cache serves the next run
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_description_rows_that_fail_their_checksum_are_described_again(tmp_path):
+    import sqlite3
+
+    from tools.describers.cache import DescriptionCache, describe_cached
+
+    path = tmp_path / "d.sqlite"
+    first = _filled_description_cache(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE descriptions SET text = 'Pacemaker in place.' WHERE rowid % 3 = 0")
+    describer = _CountingDescriber()
+    assert describe_cached(describer, [(None, im) for im in _images()], "p", DescriptionCache(path)) == first
+    assert describer.described == 10  # exactly the tampered rows
+
+
+def test_embedding_rows_that_are_not_unit_vectors_are_recomputed(tmp_path):
+    import sqlite3
+
+    from tests.test_embedding_cache import FakeModel
+    from tools.embedding_cache import EmbeddingCache, embed_images
+
+    paths = [_png(tmp_path / f"i{i}.png", i) for i in range(6)]
+    cache = EmbeddingCache(tmp_path / "e.sqlite3")
+    first = embed_images(FakeModel(), paths, cache).embeddings
+    cache.close()
+    with sqlite3.connect(tmp_path / "e.sqlite3") as conn:
+        rows = conn.execute("SELECT model, hash, vec FROM images").fetchall()
+        for model, digest, blob in rows[:3]:  # zeroed, doubled, wrong-sized rows: all must be recomputed
+            vec = np.frombuffer(blob, dtype=np.float16)
+            wrong = [np.zeros_like(vec), vec * 2, vec[:-1]][rows.index((model, digest, blob))]
+            conn.execute("UPDATE images SET vec = ? WHERE model = ? AND hash = ?", (wrong.tobytes(), model, digest))
+    model = FakeModel()
+    again = embed_images(model, paths, EmbeddingCache(tmp_path / "e.sqlite3")).embeddings
+    np.testing.assert_array_equal(again, first)
+    assert model.images_seen == 3
