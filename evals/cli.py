@@ -126,7 +126,7 @@ def _compare(args: argparse.Namespace) -> int:
         group = comparison.group(label)
         n_reports = sum(1 for s in group.studies if s.report)
         print(f"group {label}: {group.name!r}: {len(group)} studies, {n_reports} with reports")
-    print(f"problems: {len(loaded.skipped)} skipped, {len(loaded.warnings)} warnings")
+    print(f"while loading: {len(loaded.skipped)} inputs skipped, {len(loaded.warnings)} warnings")
     for item in loaded.skipped[:20]:
         print(f"  skipped {item.reason}")
     for warning in loaded.warnings[:20]:
@@ -149,7 +149,7 @@ def _run_agent(
     import time
 
     from agent.context import RunContext
-    from graphs.run import result_summary, run_agent
+    from graphs.run import result_summary, run_agent, skipped_summary
 
     run_id = resume or args.run_id or time.strftime("run-%Y%m%d-%H%M%S")
     output_dir = args.output_dir or settings.output_dir
@@ -161,9 +161,13 @@ def _run_agent(
         **(overrides or {}),
     )
     progress = None if args.quiet else _progress_printer()
-    result = run_agent(comparison, context, question=args.question, resume=bool(resume), on_event=progress)
-    if skipped:
-        print(f"{len(skipped)} inputs were skipped while loading (see above)")
+    result = run_agent(
+        comparison, context, question=args.question, resume=bool(resume), on_event=progress, skipped=skipped
+    )
+    if result.skipped:
+        print(f"\n{skipped_summary(result)}:")
+        for item in result.skipped[:20]:
+            print(f"  skipped {item.reason}")
     print(f"\nranked differences ({result.rounds} rounds; {result.stop_reason}):")
     print(result_summary(result, top=8))
     print(f"\nresults: {context.run_dir / 'result.json'} and result.md; trace: {context.run_dir / 'trace.jsonl'}")

@@ -26,7 +26,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from agent.context import RunContext
-from agent.convergence import stop_reason
+from agent.convergence import run_seconds, stop_reason
 from agent.policies import Policy, get_policy
 from agent.policies.rules import text_support
 from agent.state import Budget, InputState, Observation, RoundStat, State
@@ -63,6 +63,7 @@ def workspace_for(context: RunContext, state: State) -> Workspace:
             contrast=context.contrast_scoring,
             on_tool_call=lambda record: trace.event("tool", **record.model_dump(mode="json")),
         )
+        ws.skipped.extend(state.get("load_skipped") or [])  # skipped while loading: counted with the run's own
         _WORKSPACES[context.run_id] = ws
     return ws
 
@@ -339,7 +340,7 @@ def report(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         skipped=ws.skipped,
         confounders=ws.confounders(ranked[: context.top_k]),
         settings=context.model_dump(mode="json"),
-        seconds=round(time.time() - budget.started_at, 2),
+        seconds=round(run_seconds(budget, context), 2),
     )
     return {"result": result}
 

@@ -338,3 +338,113 @@ def test_embedding_rows_that_are_not_unit_vectors_are_recomputed(tmp_path):
     again = embed_images(model, paths, EmbeddingCache(tmp_path / "e.sqlite3")).embeddings
     np.testing.assert_array_equal(again, first)
     assert model.images_seen == 3
+
+
+# ---------------------------------------------------------------- 6. resume, run ids and skipped counts
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupt_after(node_name: str):  # type: ignore[no-untyped-def]
+    def on_event(node, update):  # type: ignore[no-untyped-def]
+        if node == node_name:
+            raise _Interrupt(node)
+
+    return on_event
+
+
+def test_the_time_budget_does_not_count_the_downtime_before_a_resume(tmp_path, monkeypatch):
+    import time
+
+    from agent.trace import read_trace
+    from graphs.run import run_agent
+
+    ctx = RunContext(
+        run_id="t", run_dir=tmp_path / "t", scorer="reports", use_images=False, max_rounds=3, time_budget_s=600
+    )
+    comparison = _report_comparison(tmp_path)
+    with pytest.raises(_Interrupt):
+        run_agent(comparison, ctx, on_event=_interrupt_after("verify"))
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 7200)  # resumed two hours later
+    result = run_agent(None, ctx, resume=True)
+    assert "time budget" not in result.stop_reason and result.seconds < 600
+    resume = [e for e in read_trace(ctx.run_dir / "trace.jsonl") if e["event"] == "resume"]
+    assert len(resume) == 1 and resume[0]["paused_s"] >= 7200
+
+
+def test_downtime_adds_up_over_several_resumes():
+    from agent.trace import downtime_s
+
+    events = [{"t": 0, "event": "run_start"}, {"t": 10, "event": "node_end"}, {"t": 110, "event": "resume"}]
+    events += [{"t": 120, "event": "node_end"}]
+    assert downtime_s(events, now=1120) == pytest.approx(100 + 1000)
+    assert downtime_s([], now=5) == 0
+
+
+def test_two_runs_with_one_run_id_at_once_are_refused(tmp_path):
+    import threading
+
+    from graphs.run import RunLockedError, run_agent
+
+    ctx = RunContext(run_id="same", run_dir=tmp_path / "same", scorer="reports", use_images=False, max_rounds=1)
+    comparison = _report_comparison(tmp_path)
+    inside, release = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def on_event(node, update):  # type: ignore[no-untyped-def]
+        inside.set()
+        release.wait(30)
+
+    def first() -> None:
+        outcome["result"] = run_agent(comparison, ctx, on_event=on_event)
+
+    worker = threading.Thread(target=first)
+    worker.start()
+    assert inside.wait(60)
+    try:
+        with pytest.raises(RunLockedError, match="run 'same' is already running"):
+            run_agent(comparison, ctx)
+        with pytest.raises(RunLockedError):
+            run_agent(None, ctx, resume=True)
+    finally:
+        release.set()
+        worker.join(60)
+    assert outcome["result"] is not None
+    events = (ctx.run_dir / "trace.jsonl").read_text().count('"run_start"')
+    assert events == 1  # one run wrote the trace
+
+
+def test_resuming_a_missing_run_id_leaves_nothing_behind(tmp_path):
+    from graphs.run import run_agent
+
+    ctx = RunContext(run_id="ghost", run_dir=tmp_path / "ghost")
+    with pytest.raises(InputError, match="run 'ghost': nothing to resume"):
+        run_agent(None, ctx, resume=True)
+    assert not (tmp_path / "ghost").exists()
+
+
+@pytest.mark.slow
+def test_load_time_and_run_time_skips_are_counted_once_and_shown_alike(tmp_path, capsys):
+    import json as _json
+
+    from evals import cli
+
+    for i in range(4):
+        _png(tmp_path / "A" / f"a{i}.png", i)
+        (tmp_path / "A" / f"a{i}.txt").write_text("FINDINGS: Moderate right pleural effusion.")
+        _png(tmp_path / "B" / f"b{i}.png", 10 + i)
+        (tmp_path / "B" / f"b{i}.txt").write_text("FINDINGS: No pleural effusion.")
+    (tmp_path / "A" / "notes.bin").write_bytes(b"x")  # skipped while loading
+    Image.fromarray(np.zeros((1, 1), dtype=np.uint8)).save(tmp_path / "B" / "dot.png")  # skipped while running
+    argv = ["compare", str(tmp_path / "A"), str(tmp_path / "B"), "--scorer", "reports", "--rounds", "1", "--quiet"]
+    argv += ["--run-id", "sk", "--output-dir", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    result = _json.loads((tmp_path / "runs" / "sk" / "result.json").read_text())
+    reasons = [s["reason"] for s in result["skipped"]]
+    assert len(reasons) == 2 and any("notes.bin" in r for r in reasons) and any("dot.png" in r for r in reasons)
+    assert "while loading: 1 inputs skipped" in out and "2 inputs skipped:" in out
+    assert "2 inputs skipped" in (tmp_path / "runs" / "sk" / "result.md").read_text()

@@ -199,6 +199,7 @@ class Workspace:
         self.skipped: list[SkippedItem] = []
         self._studies: list[tuple[GroupLabel, Study]] = comparison.all_studies()
         self._by_id = {s.study_id: (g, s) for g, s in self._studies}
+        self._by_path = {str(p): s.study_id for _, s in self._studies for p in s.image_paths}
         self._model: Any = None
         self._describer: Any = None
         self._cache: Any = None
@@ -223,11 +224,14 @@ class Workspace:
             self.on_tool_call(record)
 
     def _skip(self, items: Sequence[SkippedItem]) -> None:
-        known = {(s.item, s.reason) for s in self.skipped}
+        """Record skipped inputs once per study: a tool naming a study's image file counts as that study, and
+        a study skipped again (by another tool, for another reason) keeps its first reason."""
+        known = {s.item for s in self.skipped}
         for item in items:
-            if (item.item, item.reason) not in known:
-                self.skipped.append(item)
-                known.add((item.item, item.reason))
+            study_id = self._by_path.get(item.item, item.item)
+            if study_id not in known:
+                self.skipped.append(item.model_copy(update={"item": study_id}))
+                known.add(study_id)
                 log.warning("skipped %s", item.reason)
 
     @property
