@@ -289,18 +289,23 @@ def read_pairs(jsonl_path: Path | str) -> list[PairSpec]:
     if not jsonl_path.is_file():
         raise InputError(f"{jsonl_path}: JSONL file not found")
     pairs = []
-    with open(jsonl_path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                pairs.append(PairSpec.model_validate(json.loads(line)))
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{jsonl_path}:{line_no}: not valid JSON ({exc.msg})") from None
-            except ValueError as exc:
-                first = str(exc).splitlines()
-                detail = first[1].strip() + " " + first[2].strip() if len(first) > 2 else str(exc)
-                raise InputError(f"{jsonl_path}:{line_no}: not a pair record ({detail})") from None
+    try:
+        raw = jsonl_path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{jsonl_path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    except OSError as exc:
+        raise InputError(f"{jsonl_path}: cannot read ({exc.strerror or exc})") from None
+    for line_no, line in enumerate(raw.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            pairs.append(PairSpec.model_validate(json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{jsonl_path}:{line_no}: not valid JSON ({exc.msg})") from None
+        except ValueError as exc:
+            first = [part.strip() for part in str(exc).splitlines() if part.strip()]
+            detail = " ".join(first[1:3]) if len(first) > 1 else (first[0] if first else type(exc).__name__)
+            raise InputError(f"{jsonl_path}:{line_no}: not a pair record ({detail})") from None
     if not pairs:
         raise InputError(f"{jsonl_path}: no pairs in file")
     return pairs
@@ -322,8 +327,11 @@ def sidecar_metadata(image: Path, allowed_roots: Sequence[Path] | None = None) -
     confine(path, allowed_roots, "metadata sidecar")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: unreadable metadata sidecar ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: unreadable metadata sidecar (not UTF-8 at offset {exc.start})") from None
+    except (OSError, json.JSONDecodeError, RecursionError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: unreadable metadata sidecar ({detail})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: metadata sidecar must be a JSON object")
     scalars = {str(k): str(v) for k, v in data.items() if isinstance(v, str | int | float | bool) and k != "seed"}
