@@ -31,8 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.context import RunContext
 from graphs.report_html import ScoreRows, distribution_figure, read_score_rows, score_rows, typical_studies
-from tools.datasets import inside_roots
-from tools.domain import Comparison, GroupLabel, Hypothesis, InputError, RunResult, ScoredHypothesis
+from tools.datasets import LoadedComparison, inside_roots
+from tools.domain import Comparison, GroupLabel, Hypothesis, InputError, RunResult, ScoredHypothesis, SkippedItem
 from tools.settings import Settings
 from tools.vocabulary import REGIONS
 
@@ -125,6 +125,13 @@ def load_source(
     config: AppConfig, kind: str, first: str = "", second: str = "", preset: str = "effusion", pair_index: int = 0
 ) -> Comparison:
     """Load the two sets chosen in the app (every path checked against the roots)."""
+    return load_source_with_skips(config, kind, first, second, preset, pair_index).comparison
+
+
+def load_source_with_skips(
+    config: AppConfig, kind: str, first: str = "", second: str = "", preset: str = "effusion", pair_index: int = 0
+) -> LoadedComparison:
+    """:func:`load_source` with what the loader skipped (the runs list those inputs in their results)."""
     from tools.datasets import load_comparison, load_jsonl_pair
 
     roots = config.readable_roots()
@@ -137,19 +144,19 @@ def load_source(
         if config.preset_n is not None:
             spec = spec.model_copy(update={"n_a": config.preset_n, "n_b": config.preset_n})
         jsonl = build_pair(spec, config.preset_dir, seed=config.seed, cache_dir=config.cache_dir)
-        comparison = load_jsonl_pair(jsonl, 0, allowed_roots=roots).comparison
+        loaded = load_jsonl_pair(jsonl, 0, allowed_roots=roots)
     elif kind == "Two folders":
         folders = (check_path(first, roots, "folder A"), check_path(second, roots, "folder B"))
-        comparison = load_comparison(*folders, allowed_roots=roots).comparison
+        loaded = load_comparison(*folders, allowed_roots=roots)
     elif kind == "CSV file":
-        comparison = load_comparison(check_path(first, roots, "CSV file"), allowed_roots=roots).comparison
+        loaded = load_comparison(check_path(first, roots, "CSV file"), allowed_roots=roots)
     elif kind == "Benchmark pair (JSONL)":
         path = check_path(first, roots, "JSONL file")
-        comparison = load_jsonl_pair(path, int(pair_index), image_root=path.parent, allowed_roots=roots).comparison
+        loaded = load_jsonl_pair(path, int(pair_index), image_root=path.parent, allowed_roots=roots)
     else:
         raise InputError(f"source kind {kind!r}: unknown (choose one of {', '.join(SOURCE_KINDS)})")
-    check_comparison_paths(comparison, roots)
-    return comparison
+    check_comparison_paths(loaded.comparison, roots)
+    return loaded
 
 
 # ---------------------------------------------------------------- message routing
@@ -251,6 +258,7 @@ class ChatSession:
     config: AppConfig
     comparison: Comparison
     runs: list[str] = field(default_factory=list)
+    load_skipped: list[SkippedItem] = field(default_factory=list)  # inputs the loader skipped
     user_scored: list[ScoredHypothesis] = field(default_factory=list)
     result: RunResult | None = None
     rows: ScoreRows = field(default_factory=dict)
@@ -483,6 +491,10 @@ def _result_text(result: RunResult, top: int = 5) -> str:
             f"{i}\\. {as_text(s.hypothesis.text)} (more in {s.hypothesis.group}): AUROC "
             f"{s.directional_auroc:.3f} (95% CI {lo:.3f}-{hi:.3f}, q={s.score.q_value:.2g})"
         )
+    if result.skipped:
+        from graphs.run import skipped_summary
+
+        lines.append(f"{skipped_summary(result)} (see the report).")
     lines.append("Select a row of the table to see its images and score distributions.")
     return "\n\n".join(lines)
 
@@ -545,7 +557,9 @@ def stream_run(
     def work() -> None:
         try:
             comparison = None if resume else session.comparison
-            box["result"] = run_agent(comparison, ctx, question=question, resume=resume, on_event=on_event)
+            box["result"] = run_agent(
+                comparison, ctx, question=question, resume=resume, on_event=on_event, skipped=session.load_skipped
+            )
         except Exception as exc:  # reported in the chat below, with its type
             log.exception("run %s failed", run_id)
             box["error"] = exc
@@ -739,8 +753,11 @@ def build_app(config: AppConfig) -> Any:
         session = session_of(thread)
         try:
             if session is None:
-                comparison = load_source(config, kind, first, second, preset, int(pair_index or 0))
-                session = ChatSession(thread=new_thread_id(), config=config, comparison=comparison)
+                loaded = load_source_with_skips(config, kind, first, second, preset, int(pair_index or 0))
+                comparison = loaded.comparison
+                session = ChatSession(
+                    thread=new_thread_id(), config=config, comparison=comparison, load_skipped=list(loaded.skipped)
+                )
                 with _SESSIONS_LOCK:
                     _SESSIONS[session.thread] = session
                 a, b = comparison.set_a, comparison.set_b
@@ -748,7 +765,8 @@ def build_app(config: AppConfig) -> Any:
                     {
                         "role": "assistant",
                         "content": f"Loaded A: {as_text(a.name)} ({len(a)} studies) and B: {as_text(b.name)} "
-                        f"({len(b)} studies). Thread {as_text(session.thread)}.",
+                        f"({len(b)} studies); {len(loaded.skipped)} inputs skipped while loading (listed in the "
+                        f"run's result). Thread {as_text(session.thread)}.",
                     }
                 )
             for _ in handle_message(session, message):
