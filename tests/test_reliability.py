@@ -195,8 +195,16 @@ def test_a_failing_zoom_is_reported_and_the_run_still_ends_with_a_result(tmp_pat
 # ---------------------------------------------------------------- 2. the chat app reads nothing outside its roots
 
 
-@pytest.mark.parametrize("kind", ["Two folders", "Benchmark pair (JSONL)", "CSV file"])
-@pytest.mark.parametrize("sidecar", ["x.json", "x.txt"])
+@pytest.mark.parametrize(
+    ("kind", "sidecar"),
+    [
+        ("Two folders", "x.json"),
+        ("Two folders", "x.txt"),
+        ("Benchmark pair (JSONL)", "x.json"),
+        ("Benchmark pair (JSONL)", "x.txt"),
+        ("CSV file", "x.txt"),  # the CSV format reads no .json sidecars; its report_path points at x.txt
+    ],
+)
 def test_chat_app_refuses_sidecars_that_point_outside_its_roots_unread(tmp_path, kind, sidecar):
     from evals.ui.app import AppConfig, load_source
 
@@ -211,8 +219,6 @@ def test_chat_app_refuses_sidecars_that_point_outside_its_roots_unread(tmp_path,
     pair = {"set1": "a", "set2": "b", "set1_images": ["A/x.png", "A/y.png"], "set2_images": ["B/z.png"]}
     (root / "pairs.jsonl").write_text(json.dumps(pair) + "\n")
     (root / "g.csv").write_text("path,group_name,report_path\nA/x.png,a,A/x.txt\nA/y.png,a,\nB/z.png,b,\n")
-    if kind == "CSV file" and sidecar == "x.json":
-        pytest.skip("the CSV format reads no .json sidecars")
     config = AppConfig(roots=[root], output_dir=tmp_path / "runs", cache_dir=tmp_path / "cache")
     first, second = {
         "Two folders": (root / "A", root / "B"),
@@ -225,7 +231,7 @@ def test_chat_app_refuses_sidecars_that_point_outside_its_roots_unread(tmp_path,
     assert "outside the folders" in message and sidecar in message and "SECRET" not in message
     # the same files are fine when the outside folder is allowed too
     config = AppConfig(roots=[root, outside], output_dir=tmp_path / "runs", cache_dir=tmp_path / "cache")
-    if sidecar == "x.json" and kind != "CSV file":
+    if sidecar == "x.json":
         with pytest.raises(InputError, match="age 'SECRET-AGE' is not a number"):
             load_source(config, kind, str(first), str(second))
 
