@@ -256,23 +256,40 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_arguments(parser)
     # The same options after the subcommand (``raddiff compare A B --config FILE``); not given there, they
     # leave the value given before the subcommand (SUPPRESS: no default overrides it).
-    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
-    _settings_arguments(common)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_text, target) in COMMANDS.items():
-        _resolve(target)(sub.add_parser(name, help=help_text, description=help_text, parents=[common]))
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        _resolve(target)(command)
+        _settings_arguments_below(command)
     return parser
 
 
-def _settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """The settings options every command accepts (before or after the subcommand's name)."""
-    parser.add_argument("--config", type=Path, help="YAML settings file.")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="Torch device.")
-    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="Compute dtype of model backends.")
-    parser.add_argument("--batch-size", type=int, help="Images per batch when embedding.")
-    parser.add_argument("--cache-dir", type=Path, help="Cache folder.")
-    parser.add_argument("--seed", type=int, help="Random seed.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
+def _settings_arguments(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    """The settings options every command accepts (before or after the subcommand's name). With ``suppress``
+    an option not given sets nothing, so it leaves the value given before the subcommand; options the parser
+    defines itself are left alone."""
+    default: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
+    options: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+        (("--config",), {"type": Path, "help": "YAML settings file."}),
+        (("--device",), {"choices": ["auto", "cpu", "cuda"], "help": "Torch device."}),
+        (("--dtype",), {"choices": ["float32", "float16", "bfloat16"], "help": "Compute dtype of model backends."}),
+        (("--batch-size",), {"type": int, "help": "Images per batch when embedding."}),
+        (("--cache-dir",), {"type": Path, "help": "Cache folder."}),
+        (("--seed",), {"type": int, "help": "Random seed."}),
+        (("-v", "--verbose"), {"action": "store_true", "help": "Debug logging."}),
+    ]
+    for flags, kwargs in options:
+        if not any(flag in parser._option_string_actions for flag in flags):
+            parser.add_argument(*flags, **kwargs, **default)
+
+
+def _settings_arguments_below(parser: argparse.ArgumentParser) -> None:
+    """Add the settings options to ``parser`` and to every nested subcommand (``raddiff bench run ... --config``)."""
+    _settings_arguments(parser, suppress=True)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for nested in action.choices.values():
+                _settings_arguments_below(nested)
 
 
 def main(argv: list[str] | None = None) -> int:

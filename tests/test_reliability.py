@@ -555,3 +555,15 @@ def test_group_names_and_study_ids_in_the_llm_prompt_and_tool_output_are_quoted(
     tools = {t.name: t for t in make_tools(ws)}
     out = tools["lookup_reports"].invoke({"action": "read", "group": "A", "n": 3})
     assert not any(line.startswith("SYSTEM") for line in out.splitlines()) and '["x]' in out
+
+
+def test_settings_options_are_accepted_after_nested_subcommands_too():
+    from evals.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(
+        ["--seed", "3", "bench", "run", "synthdiffbench", "--config", "c.yaml", "--dtype", "float16"]
+    )
+    assert (args.seed, str(args.config), args.dtype) == (3, "c.yaml", "float16")
+    args = parser.parse_args(["--batch-size", "5", "compare", "a", "b"])  # not repeated after: the earlier value stays
+    assert args.batch_size == 5 and args.config is None
