@@ -567,3 +567,17 @@ def test_settings_options_are_accepted_after_nested_subcommands_too():
     assert (args.seed, str(args.config), args.dtype) == (3, "c.yaml", "float16")
     args = parser.parse_args(["--batch-size", "5", "compare", "a", "b"])  # not repeated after: the earlier value stays
     assert args.batch_size == 5 and args.config is None
+
+
+def test_a_damaged_file_hash_memo_is_not_trusted(tmp_path):
+    import sqlite3
+
+    from tests.test_embedding_cache import FakeModel
+    from tools.embedding_cache import EmbeddingCache, embed_images
+
+    paths = [_png(tmp_path / f"i{i}.png", i) for i in range(3)]
+    first = embed_images(FakeModel(), paths, EmbeddingCache(tmp_path / "e.sqlite3")).embeddings
+    with sqlite3.connect(tmp_path / "e.sqlite3") as conn:
+        conn.execute("UPDATE files SET hash = 'not-a-hash'")
+    again = embed_images(FakeModel(), paths, EmbeddingCache(tmp_path / "e.sqlite3")).embeddings
+    np.testing.assert_array_equal(again, first)

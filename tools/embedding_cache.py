@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -61,6 +62,10 @@ CREATE TABLE IF NOT EXISTS files (
 UNIT_NORM_TOLERANCE = 0.01
 """A cached row is served only when its norm is within this of 1 (the backends return unit rows; float16 rounding
 moves a norm by under 1e-3): a zeroed, scaled or bit-flipped row is recomputed instead."""
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+"""A memoised file hash is used only when it is a well-formed SHA-256 (else the file is hashed again)."""
 
 
 def _is_unit_row(vec: np.ndarray) -> bool:
@@ -270,7 +275,7 @@ class EmbeddingCache:
         fresh: list[tuple[str, int, int, str]] = []
         for resolved, (path, size, mtime) in stats.items():
             memo = known.get(resolved)
-            if memo is not None and memo[0] == size and memo[1] == mtime:
+            if memo is not None and memo[0] == size and memo[1] == mtime and _SHA256.fullmatch(str(memo[2])):
                 out[path] = memo[2]
                 continue
             try:
