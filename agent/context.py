@@ -37,6 +37,13 @@ class RunContext(BaseModel):
     tool_call_budget: int = Field(default=40, ge=1, description="Tool calls the LLM may make in one reflection step.")
     max_repairs: int = Field(default=2, ge=0, le=10, description="Retries of a malformed structured LLM answer.")
     zoom_samples: int = Field(default=40, ge=2, description="Studies per group re-scored on a zoomed region.")
+    prevalence_describe_max: int = Field(
+        default=200,
+        ge=0,
+        le=100_000,
+        description="Studies per group the describer calls at the report, for each difference's prevalence "
+        "(0: only the report labeler and the scorer's calls).",
+    )
     evidence_k: int = Field(default=3, ge=0, le=20, description="Most/least typical studies kept per hypothesis.")
     seed: int = Field(default=0, description="Seed of every random choice of the run.")
     use_zoom: bool = Field(default=True, description="Ablation switch: allow localize-and-zoom.")

@@ -168,7 +168,7 @@ def _run_agent(
         print(f"\n{skipped_summary(result)}:")
         for item in result.skipped[:20]:
             print(f"  skipped {item.reason}")
-    print(f"\nranked differences ({result.rounds} rounds; {result.stop_reason}):")
+    print(f"\n{result.rounds} rounds; {result.stop_reason}")
     print(result_summary(result, top=8))
     print(f"\nresults: {context.run_dir / 'result.json'} and result.md; trace: {context.run_dir / 'trace.jsonl'}")
     return 0

@@ -7,7 +7,8 @@ survey -> hypothesize -> verify -> reflect -> (hypothesize | zoom | describe_mor
 * verify: score every pending hypothesis on the full sets (AUROC, CI, p, evidence studies).
 * reflect: the convergence rule first (recorded in the trace); then the policy picks the next action.
 * zoom / describe_more / read_reports: gather more evidence, then back to hypothesize (zoom: to reflect).
-* report: deduplicate, rank, q-values across the run, confounder check, the run result.
+* report: deduplicate, rank, q-values across the run; per-study calls (reports, descriptions) for prevalence;
+  the distinct, independent differences and the co-varying signals set aside; confounder check; the run result.
 
 Nodes are plain functions ``(state, runtime) -> update``; the workspace (models, embeddings, tool calls)
 is found from the run context, never stored in the state, so the state checkpoints to SQLite and a run
@@ -31,7 +32,8 @@ from agent.policies import Policy, get_policy
 from agent.policies.rules import text_support
 from agent.state import Budget, InputState, Observation, RoundStat, State
 from agent.trace import TraceWriter
-from tools.domain import Hypothesis, InputError, RunResult, ScoredHypothesis
+from tools.differences import covarying_line, difference_line, summary_sentence
+from tools.domain import GroupLabel, Hypothesis, InputError, RunResult, ScoredHypothesis
 from tools.workspace import Workspace, open_workspace, rank_scored
 
 log = logging.getLogger(__name__)
@@ -325,6 +327,18 @@ def report(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     pool = state.get("pool", [])
     support = text_support([s.hypothesis for s in pool], state.get("observations", []))
     ranked = ws.finalize(pool, support)
+    channels = ws.prevalence_channels(
+        context.prevalence_describe_max if context.use_images else 0, use_reports=context.use_reports
+    )
+    differences, covarying = ws.differences(ranked, channels)
+    names: dict[GroupLabel, str] = {"A": state["comparison"].set_a.name, "B": state["comparison"].set_b.name}
+    summary = summary_sentence(differences, names, len(ranked))
+    trace_for(context).event(
+        "differences",
+        summary=summary,
+        differences=[difference_line(d) for d in differences],
+        covarying=[covarying_line(c) for c in covarying],
+    )
     budget = state.get("budget") or Budget(started_at=time.time())
     result = RunResult(
         run_id=context.run_id,
@@ -333,6 +347,9 @@ def report(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         n_a=len(state["comparison"].set_a),
         n_b=len(state["comparison"].set_b),
         question=state.get("question", ""),
+        summary=summary,
+        differences=differences,
+        covarying=covarying,
         ranked=ranked,
         rounds=state.get("round", 0),
         stop_reason=state.get("stop_reason", ""),

@@ -1,6 +1,7 @@
 """The self-contained HTML report of a run, and the per-study score rows behind its plots.
 
-``report.html`` (in the run folder) holds the question, the ranked differences with AUROC, CI and q-value,
+``report.html`` (in the run folder) holds the question, the summary, the differences with prevalence, AUROC, CI
+and q-value, the co-varying signals, every tested hypothesis (collapsed),
 evidence galleries (the most and least typical studies of each group for the top hypotheses), score
 distribution plots, AUROC by round, the confounder check, the run settings and package versions. Images
 and plots are embedded as base64 PNG, so the file opens anywhere with no network and no other file.
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from tools.differences import prevalence_text
 from tools.domain import Comparison, InputError, RunResult, ScoredHypothesis, Study
 
 log = logging.getLogger(__name__)
@@ -246,9 +248,47 @@ def render_html_report(
         f"<p><b>Question:</b> {_e(result.question or '(general comparison)')}</p>",
         f"<p>Run <code>{_e(result.run_id)}</code>: {result.rounds} round(s), stopped because "
         f"{_e(result.stop_reason or 'done')}; {len(result.skipped)} inputs skipped; {result.seconds:.1f} s.</p>",
-        "<section><h2>Ranked differences</h2><table><tr><th>#</th><th>difference</th><th>more in</th>"
-        "<th>AUROC</th><th>95% CI</th><th>q-value</th><th>region</th><th>round</th></tr>",
+        f"<p class='summary'><b>{_e(result.summary or 'No summary.')}</b></p>",
+        "<section><h2>Differences</h2>",
     ]
+    if result.differences:
+        out.append(
+            "<table><tr><th>#</th><th>difference</th><th>more in</th><th>prevalence (A vs B)</th><th>AUROC</th>"
+            "<th>95% CI</th><th>q-value</th><th>basis</th></tr>"
+        )
+        for i, d in enumerate(result.differences, start=1):
+            out.append(
+                f"<tr><td>{i}</td><td>{_e(d.text)}</td><td>{_e(d.group)}</td><td>{_e(prevalence_text(d.prevalence))}"
+                f"</td><td>{d.auroc:.3f}</td><td>{d.ci_low:.3f}-{d.ci_high:.3f}</td><td>{d.q_value:.2g}</td>"
+                f"<td>{_e(d.basis)}</td></tr>"
+            )
+        out.append("</table>")
+        for i, d in enumerate(result.differences, start=1):
+            if d.wordings:
+                out.append(f"<details><summary>#{i}: {len(d.wordings)} other wordings tested</summary><ul>")
+                out += [f"<li>{_e(w)}</li>" for w in d.wordings]
+                out.append("</ul></details>")
+    else:
+        out.append("<p>No independent difference.</p>")
+    out.append("</section><section><h2>Co-varying signals</h2>")
+    if result.covarying:
+        out.append(
+            "<p>They separate the groups but are not shown to be differences of their own.</p><table><tr>"
+            "<th>signal</th><th>more in</th><th>AUROC</th><th>q-value</th><th>why not a difference</th></tr>"
+        )
+        out += [
+            f"<tr><td>{_e(c.text)}</td><td>{_e(c.group)}</td><td>{c.auroc:.3f}</td><td>{c.q_value:.2g}</td>"
+            f"<td>{_e(c.reason)}</td></tr>"
+            for c in result.covarying
+        ]
+        out.append("</table>")
+    else:
+        out.append("<p>None.</p>")
+    out.append(
+        f"</section><section><details><summary><b>Every tested hypothesis ({len(result.ranked)})</b></summary>"
+        "<table><tr><th>#</th><th>hypothesis</th><th>more in</th>"
+        "<th>AUROC</th><th>95% CI</th><th>q-value</th><th>region</th><th>round</th></tr>"
+    )
     for i, s in enumerate(result.ranked[:top], start=1):
         lo, hi = s.directional_ci
         out.append(
@@ -256,11 +296,13 @@ def render_html_report(
             f"<td>{s.directional_auroc:.3f}</td><td>{lo:.3f}-{hi:.3f}</td><td>{s.score.q_value:.2g}</td>"
             f"<td>{_e(s.region or 'full image')}</td><td>{s.round}</td></tr>"
         )
-    out.append("</table></section>")
+    out.append("</table></details></section>")
     if not result.ranked:
         out.append("<p>No hypothesis was scored.</p>")
     out.append("<section><h2>Evidence</h2>")
-    for i, s in enumerate(result.ranked[:galleries], start=1):
+    by_text = {(s.hypothesis.text, s.region): s for s in result.ranked}
+    shown = [by_text[(d.text, None)] for d in result.differences if (d.text, None) in by_text]
+    for i, s in enumerate((shown or result.ranked)[:galleries], start=1):
         out.append(f"<h3>{i}. {_e(s.hypothesis.text)} (more in {_e(s.hypothesis.group)})</h3>")
         fig = distribution_figure(s, rows, names)
         if fig is not None:

@@ -22,12 +22,16 @@ from agent.context import RunContext
 from agent.schemas import Decision, Proposal, ProposedHypothesis
 from agent.state import Budget, Observation, RoundStat
 from graphs.radiologist import build_graph, release_run, trace_for
+from tools.differences import covarying_line, difference_line, hypothesis_line, prevalence_text
 from tools.domain import (
     Comparison,
     ConfounderReport,
+    CovaryingSignal,
+    Difference,
     Hypothesis,
     HypothesisScore,
     InputError,
+    Prevalence,
     RunResult,
     ScoredHypothesis,
     SkippedItem,
@@ -40,6 +44,9 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_TYPES = (
     Comparison,
+    Difference,
+    CovaryingSignal,
+    Prevalence,
     StudySet,
     Study,
     StudyMetadata,
@@ -181,7 +188,10 @@ def _score_rows_of(run_id: str, values: dict[str, Any]) -> dict[str, Any] | None
     workspace = workspace_of(run_id)
     if workspace is None or not isinstance(result, RunResult):
         return None
-    return score_rows(workspace, result.ranked)
+    # the differences' wordings first: their distributions are drawn whatever their rank in the tested list
+    chosen = {d.text for d in result.differences}
+    first = [s for s in result.ranked if s.hypothesis.text in chosen and s.region is None]
+    return score_rows(workspace, first + [s for s in result.ranked if s not in first])
 
 
 def _finish(values: dict[str, Any], run_dir: Path, rows: dict[str, Any] | None = None) -> RunResult:
@@ -207,24 +217,59 @@ def write_result(result: RunResult, run_dir: Path) -> None:
 
 
 def result_markdown(result: RunResult, top: int = 15) -> str:
-    """The ranked differences as a Markdown report."""
+    """The run as Markdown: the summary, the differences, the co-varying signals, then (collapsed) every tested
+    hypothesis, the confounder check and the skipped inputs."""
     lines = [
         f"# Differences between '{result.set_a_name}' (A, n={result.n_a}) and "
         f"'{result.set_b_name}' (B, n={result.n_b})",
         "",
+        result.summary or "(no summary)",
+        "",
         f"Run `{result.run_id}`: {result.rounds} rounds, stopped because {result.stop_reason or 'done'}; "
         f"{skipped_summary(result)}; {result.seconds:.1f} s.",
         "",
-        "| # | difference | more in | AUROC | 95% CI | q-value | region | evidence A | evidence B |",
+        "## Differences",
+        "",
+    ]
+    if result.differences:
+        lines += [
+            "| # | difference | more in | prevalence (A vs B) | AUROC | 95% CI | q-value | basis | evidence A | "
+            "evidence B |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for i, d in enumerate(result.differences, start=1):
+            lines.append(
+                f"| {i} | {d.text} | {d.group} | {prevalence_text(d.prevalence) or '-'} | {d.auroc:.3f} | "
+                f"{d.ci_low:.3f}-{d.ci_high:.3f} | {d.q_value:.2g} | {d.basis} | {', '.join(d.evidence_a)} | "
+                f"{', '.join(d.evidence_b)} |"
+            )
+        for i, d in enumerate(result.differences, start=1):
+            if d.wordings:
+                lines += ["", f"<details><summary>#{i}: {len(d.wordings)} other wordings tested</summary>", ""]
+                lines += [f"- {w}" for w in d.wordings] + ["", "</details>"]
+    else:
+        lines.append("No independent difference.")
+    lines += ["", "## Co-varying signals (separate the groups, not shown to be differences of their own)", ""]
+    if result.covarying:
+        lines += ["| signal | more in | AUROC | q-value | why not a difference |", "|---|---|---|---|---|"]
+        lines += [f"| {c.text} | {c.group} | {c.auroc:.3f} | {c.q_value:.2g} | {c.reason} |" for c in result.covarying]
+    else:
+        lines.append("None.")
+    lines += [
+        "",
+        f"<details><summary>Every tested hypothesis ({len(result.ranked)}), ranked</summary>",
+        "",
+        "| # | hypothesis | more in | AUROC | 95% CI | q-value | region | evidence A | evidence B |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for i, s in enumerate(result.ranked[:top], start=1):
+    for i, s in enumerate(result.ranked, start=1):
         lo, hi = s.directional_ci
         lines.append(
             f"| {i} | {s.hypothesis.text} | {s.hypothesis.group} | {s.directional_auroc:.3f} | {lo:.3f}-{hi:.3f} | "
             f"{s.score.q_value:.2g} | {s.region or 'full image'} | {', '.join(s.evidence_a)} | "
             f"{', '.join(s.evidence_b)} |"
         )
+    lines += ["", "</details>"]
     if result.confounders is not None:
         lines += ["", "## Confounder check", ""]
         lines += [f"- {field}: AUROC {value:.3f}" for field, value in result.confounders.field_auroc.items()]
@@ -241,16 +286,17 @@ def skipped_summary(result: RunResult) -> str:
 
 
 def result_summary(result: RunResult, top: int = 5) -> str:
-    """A few plain lines for a terminal: the top differences with AUROC and CI, then the confounder check's
-    warnings."""
-    lines = []
-    for i, s in enumerate(result.ranked[:top], start=1):
-        lo, hi = s.directional_ci
-        where = f" [{s.region}]" if s.region else ""
-        lines.append(
-            f"{i}. {s.hypothesis.text} (more in {s.hypothesis.group}){where}: AUROC {s.directional_auroc:.3f} "
-            f"(95% CI {lo:.3f}-{hi:.3f}, q={s.score.q_value:.2g})"
-        )
+    """A few plain lines for a terminal: the summary, the differences, the co-varying signals (the first
+    ``top``), how many hypotheses were tested, then the confounder check's warnings."""
+    lines = [result.summary, "", "differences:"] if result.summary else ["differences:"]
+    lines += [f"{i}. {difference_line(d)}" for i, d in enumerate(result.differences, start=1)] or ["(none)"]
+    if result.covarying:
+        lines += ["", f"co-varying signals, not differences ({len(result.covarying)}):"]
+        lines += [f"- {covarying_line(c)}" for c in result.covarying[:top]]
+        if len(result.covarying) > top:
+            lines.append(f"- ... {len(result.covarying) - top} more in result.md")
+    lines += ["", f"{len(result.ranked)} hypotheses tested (all of them in result.md); best: "]
+    lines[-1] += hypothesis_line(result.ranked[0]) if result.ranked else "none"
     if result.confounders is not None and result.confounders.flagged:
         lines += ["confounder check:"] + [f"- WARNING: {flag}" for flag in result.confounders.flagged]
     return "\n".join(lines)

@@ -23,8 +23,11 @@ from evals.ui.app import (
 from evals.ui.trace import build_outline, render_tree_text, trace_html
 from graphs.report_html import render_html_report, typical_studies, write_html_report
 from tools.datasets import load_folders
+from tools.differences import prevalence
 from tools.domain import (
     Comparison,
+    CovaryingSignal,
+    Difference,
     Hypothesis,
     HypothesisScore,
     InputError,
@@ -164,6 +167,22 @@ def _report_fixture(tmp_path: Path) -> tuple[RunResult, Comparison, dict]:
         n_a=3,
         n_b=3,
         question=f"is it only devices? {INJECTED}",
+        summary=f"Group A has right pleural effusion {INJECTED} more often than group B.",
+        differences=[
+            Difference(
+                text=top.hypothesis.text,
+                group="A",
+                finding="pleural_effusion",
+                auroc=0.9,
+                ci_low=0.8,
+                ci_high=1.0,
+                p_value=1e-4,
+                q_value=2e-4,
+                prevalence=[prevalence("reports", 3, 3, 0, 3, "A")],
+                basis="reports: 3/3 vs 0/3",
+            )
+        ],
+        covarying=[CovaryingSignal(text="cardiomegaly", group="B", auroc=0.7, q_value=0.01, reason="not backed")],
         ranked=[top, other],
         rounds=2,
         stop_reason="converged",
@@ -184,8 +203,12 @@ def test_html_report_is_self_contained_escaped_and_has_all_sections(tmp_path):
     assert images and all(src.startswith("data:image/png;base64,") for src in images)
     # 2 plots (distribution of the top hypothesis, AUROC by round) + thumbnails of both galleries
     assert len(images) >= 2 + 4
-    for section in ("Ranked differences", "Evidence", "AUROC by round", "Confounder check", "Run settings", "Versions"):
+    sections = ("Differences", "Co-varying signals", "Evidence", "AUROC by round", "Confounder check", "Run settings")
+    for section in (*sections, "Versions"):
         assert f"<h2>{section}</h2>" in page
+    assert "Every tested hypothesis (" in page
+    assert page.index("<h2>Differences</h2>") < page.index("<h2>Co-varying signals</h2>") < page.index("Every tested")
+    assert "reports 3/3 vs 0/3" in page and "not backed" in page  # the difference's prevalence, the signal's reason
     assert "0.650-0.800" in page  # CI of the "more in B" hypothesis turned to its direction (1 - 0.35 .. 1 - 0.2)
 
 
@@ -341,3 +364,27 @@ def test_chat_session_runs_tests_a_hypothesis_continues_and_reopens(tmp_path):
     assert reopened.messages == json.loads((config.output_dir / "t1" / "chat.json").read_text())["messages"]
     assert reopened.user_scored[0].hypothesis.text == "clear lungs"
     assert reopened.comparison.set_a.name == session.comparison.set_a.name
+
+
+def test_trace_page_and_tree_show_the_conclusion_first():
+    events = [
+        {"event": "run_start", "question": "", "context": {"llm": "rules"}},
+        {"event": "node_start", "node": "survey", "round": 0},
+        {"event": "node_end", "node": "survey", "round": 0, "seconds": 0.1},
+        {"event": "node_start", "node": "report", "round": 1},
+        {
+            "event": "differences",
+            "summary": f"Group A has pleural effusion {INJECTED} more often than group B.",
+            "differences": ["pleural effusion (more in A): reports 30/30 vs 0/30"],
+            "covarying": ["pneumothorax (more in A): follows 'pleural effusion'"],
+        },
+        {"event": "node_end", "node": "report", "round": 1, "seconds": 0.1},
+    ]
+    parts = build_outline(events)
+    page = trace_html(parts, "r1")
+    assert INJECTED not in page
+    assert page.index("Conclusion") < page.index("run started")
+    assert "reports 30/30 vs 0/30" in page and "pneumothorax (more in A)" in page
+    text = render_tree_text(parts, "r1", width=200)
+    assert text.index("conclusion: Group A has pleural effusion") < text.index("run started")
+    assert "co-varying, not a difference: pneumothorax" in text

@@ -69,7 +69,8 @@ def test_chat_streams_steps_and_shows_top_hypothesis_with_gallery(app_url, tmp_p
             # streamed steps: collapsible step and tool-call titles appear while the run goes on
             expect(chat).to_contain_text("Step: survey", timeout=120_000)
             expect(chat).to_contain_text("Tool call: score_hypotheses", timeout=120_000)
-            expect(chat).to_contain_text("Ranked differences", timeout=120_000)
+            expect(chat).to_contain_text("Differences", timeout=120_000)
+            expect(chat).to_contain_text("has moderate right pleural effusion more often", timeout=30_000)
             top = page.locator('#hypotheses [role="row"][aria-rowindex="2"]')  # first body row (row 1 = header)
             expect(top).to_contain_text("pleural effusion", timeout=30_000)
             expect(page.locator('#hypotheses [data-testid="cell-0-2"]')).to_have_text("A")  # more in A

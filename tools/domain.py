@@ -222,8 +222,86 @@ class ConfounderReport(BaseModel):
     flagged: list[str] = Field(default_factory=list, description="Plain-language warnings.")
 
 
+PrevalenceChannel = Literal["reports", "descriptions", "scorer"]
+"""Where per-study calls come from: the report labeler on each study's report, the describer's calibrated
+findings text of each image (labelled), or the scorer's contrast pair (P(X) > P(no X); not calibrated)."""
+
+
+class Prevalence(BaseModel):
+    """How often one channel calls a difference present in each group, with Fisher's exact test."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: PrevalenceChannel
+    calibrated: bool = Field(description="False for calls that no calibration stands behind (the scorer's pair).")
+    positive_a: int = Field(ge=0, description="Studies of group A the channel calls positive.")
+    n_a: int = Field(ge=0, description="Studies of group A the channel has a call for.")
+    positive_b: int = Field(ge=0)
+    n_b: int = Field(ge=0)
+    p_value: float = Field(description="Fisher's exact test, one-sided in the difference's direction.")
+    ci_low: float = Field(description="Lower bound of the 95% Newcombe interval of share A minus share B.")
+    ci_high: float = Field(description="Upper bound of that interval.")
+
+    @property
+    def share_a(self) -> float:
+        """Fraction of group A called positive."""
+        return self.positive_a / self.n_a if self.n_a else 0.0
+
+    @property
+    def share_b(self) -> float:
+        """Fraction of group B called positive."""
+        return self.positive_b / self.n_b if self.n_b else 0.0
+
+    def counts(self) -> str:
+        """'28/30 vs 1/30' (group A first)."""
+        return f"{self.positive_a}/{self.n_a} vs {self.positive_b}/{self.n_b}"
+
+
+class Difference(BaseModel):
+    """One distinct difference between the groups: a finding with its best-supported attributes, the wordings
+    tested for it, its prevalence per channel, its image-text statistics and why it counts as independent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(description="The difference in the best-supported wording.")
+    group: GroupLabel = Field(description="The group in which it is more present.")
+    finding: str | None = Field(default=None, description="Finding vocabulary key (None: free text).")
+    attributes: dict[str, str] = Field(default_factory=dict)
+    auroc: float = Field(description="Directional AUROC of the wording (high = more present where it claims).")
+    ci_low: float
+    ci_high: float
+    p_value: float
+    q_value: float
+    prevalence: list[Prevalence] = Field(default_factory=list, description="Per-study calls, one entry per channel.")
+    basis: str = Field(default="", description="Why it is reported as an independent difference.")
+    conditional_p: float | None = Field(
+        default=None, description="p of the group effect on its scores given the differences listed before it."
+    )
+    evidence_a: list[str] = Field(default_factory=list)
+    evidence_b: list[str] = Field(default_factory=list)
+    wordings: list[str] = Field(default_factory=list, description="Other wordings tested for it (with AUROC).")
+
+
+class CovaryingSignal(BaseModel):
+    """A hypothesis that separates the groups but is not reported as a difference, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    group: GroupLabel
+    finding: str | None = None
+    auroc: float
+    q_value: float
+    follows: str | None = Field(default=None, description="The difference whose scores it follows most.")
+    spearman: float | None = Field(default=None, description="Within-group Spearman with that difference.")
+    conditional_p: float | None = None
+    prevalence: list[Prevalence] = Field(default_factory=list)
+    reason: str = ""
+
+
 class RunResult(BaseModel):
-    """Everything a run concluded: ranked hypotheses with statistics, skipped inputs, timings."""
+    """Everything a run concluded: the differences, co-varying signals, every ranked hypothesis with statistics,
+    skipped inputs, timings."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -233,7 +311,12 @@ class RunResult(BaseModel):
     n_a: int = Field(ge=0)
     n_b: int = Field(ge=0)
     question: str = ""
-    ranked: list[ScoredHypothesis] = Field(default_factory=list)
+    summary: str = Field(default="", description="Plain-language summary of the differences.")
+    differences: list[Difference] = Field(default_factory=list, description="Distinct, independent differences.")
+    covarying: list[CovaryingSignal] = Field(
+        default_factory=list, description="Signals that separate the groups but follow a difference or lack backing."
+    )
+    ranked: list[ScoredHypothesis] = Field(default_factory=list, description="Every tested hypothesis, ranked.")
     rounds: int = Field(default=0, ge=0)
     stop_reason: str = ""
     auroc_history: list[float] = Field(default_factory=list, description="Best AUROC after each round.")

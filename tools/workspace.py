@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from tools.domain import (
     Comparison,
     ConfounderReport,
+    CovaryingSignal,
+    Difference,
     GroupLabel,
     Hypothesis,
     HypothesisScore,
@@ -31,6 +33,9 @@ from tools.domain import (
     Study,
 )
 from tools.settings import Settings
+
+if TYPE_CHECKING:
+    from tools.differences import Channels
 from tools.vocabulary import CROP_HIDDEN_ATTRIBUTES, describe_finding
 
 log = logging.getLogger(__name__)
@@ -575,6 +580,72 @@ class Workspace:
             s.model_copy(update={"score": s.score.model_copy(update={"q_value": float(q)})})
             for s, q in zip(ranked, q_values, strict=True)
         ]
+
+    def prevalence_channels(self, describe_per_group: int, *, use_reports: bool = True) -> Channels:
+        """Per-study calls for prevalence: every report labelled, and the describer's calls on up to
+        ``describe_per_group`` studies of each group (0: no description channel); cached descriptions are reused."""
+        from tools.differences import Channels, positive_mentions
+        from tools.reports import split_sections
+
+        started = time.perf_counter()
+        reports: dict[GroupLabel, list[Any]] | None = None
+        if use_reports and (self.comparison.set_a.has_reports or self.comparison.set_b.has_reports):
+            reports = {"A": [], "B": []}
+            for group, study in self._studies:
+                if study.report:
+                    text = split_sections(study.report).body or study.report
+                    reports[group].append(positive_mentions(text))
+        descriptions: dict[GroupLabel, list[Any]] | None = None
+        if describe_per_group > 0:
+            descriptions = {"A": [], "B": []}
+            groups: tuple[GroupLabel, GroupLabel] = ("A", "B")
+            for group in groups:
+                chosen = self._sample(group, describe_per_group, self.seed, set(), False)
+                _ids, texts = self.describe(group, study_ids=[s.study_id for s in chosen])
+                descriptions[group] = [positive_mentions(t) for t in texts]
+        summary = ", ".join(
+            f"{name}: {len(v['A'])} vs {len(v['B'])} studies"
+            for name, v in (("reports", reports), ("descriptions", descriptions))
+            if v is not None
+        )
+        self._record("prevalence_calls", {"describe_per_group": describe_per_group}, started, summary or "none")
+        return Channels(reports=reports, descriptions=descriptions)
+
+    def differences(
+        self, ranked: Sequence[ScoredHypothesis], channels: Channels
+    ) -> tuple[list[Difference], list[CovaryingSignal]]:
+        """Distinct, independent differences and the co-varying signals of a ranked list
+        (:func:`tools.differences.select_differences`)."""
+        from tools.differences import select_differences
+
+        started = time.perf_counter()
+        whole = [s.hypothesis for s in ranked if s.region is None]
+        table = self.score_rows(whole)
+        if not table:
+            return [], []
+        first = next(iter(table.values()))
+        order = {sid: i for i, sid in enumerate(first["ids"])}
+        in_a = np.array([g == "A" for g in first["groups"]], dtype=bool)
+        rows = {}
+        for key, row in table.items():
+            if row["ids"] == first["ids"]:
+                rows[key] = np.asarray(row["scores"], dtype=np.float64)
+            else:  # another study order (never expected): align by id
+                aligned = np.full(len(order), np.nan)
+                for sid, value in zip(row["ids"], row["scores"], strict=True):
+                    aligned[order[sid]] = value
+                if np.isfinite(aligned).all():
+                    rows[key] = aligned
+        differences, covarying = select_differences(ranked, rows, in_a, channels)
+        self._record(
+            "select_differences",
+            {"tested": len(ranked)},
+            started,
+            f"{len(differences)} differences: "
+            + "; ".join(d.text for d in differences)
+            + f"; {len(covarying)} co-varying signals",
+        )
+        return differences, covarying
 
     def confounders(self, top: Sequence[ScoredHypothesis]) -> ConfounderReport | None:
         """How well each metadata field separates the groups, how the top hypotheses' scores track the fields,

@@ -15,14 +15,13 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from agent.context import RunContext
 from agent.schemas import Decision, ProposedHypothesis
 from agent.state import Observation
+from tools.differences import PositiveMentions, claims_of, positive_mentions, text_hits
 from tools.domain import GroupLabel, Hypothesis, ScoredHypothesis
-from tools.labeler import label_report
 from tools.vocabulary import FINDINGS, describe_finding
 from tools.workspace import rank_scored
 
@@ -80,18 +79,6 @@ class FindingEvidence:
         return has_tip and min(self.fraction("A"), self.fraction("B")) >= SHARED_DEVICE_FRACTION
 
 
-PositiveMentions = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
-
-
-@lru_cache(maxsize=8192)
-def positive_mentions(text: str) -> PositiveMentions:
-    """(finding, attributes) of every positive mention in a text; labelled once per text per process, since
-    every round's proposal and the final ranking read the same descriptions and reports."""
-    return tuple(
-        (m.finding, tuple(sorted(m.attributes.items()))) for m in label_report(text).mentions if m.status == "positive"
-    )
-
-
 def _labelled_texts(observations: Sequence[Observation], kind: str | None = None) -> dict[str, list[PositiveMentions]]:
     """Positive mentions of every description and report text per group (only those of ``kind`` if given)."""
     labelled: dict[str, list[PositiveMentions]] = {"A": [], "B": []}
@@ -122,14 +109,6 @@ def evidence_from_observations(observations: Sequence[Observation]) -> dict[str,
     return table
 
 
-def _claims(hyp: Hypothesis) -> PositiveMentions:
-    """The (finding, attributes) a hypothesis claims: its finding key, or, for free text, every positive mention
-    the labeler finds in it (so "low lung volumes with pulmonary edema" claims both findings)."""
-    if hyp.finding is not None:
-        return ((hyp.finding, tuple(sorted(hyp.attributes.items()))),)
-    return positive_mentions(hyp.text)
-
-
 def text_support(hypotheses: Sequence[Hypothesis], observations: Sequence[Observation]) -> dict[str, float]:
     """How much the descriptions and reports back each hypothesis: the fraction of its group's texts that call
     its finding positive with all its attributes (every finding it names, for free text naming several), minus
@@ -141,18 +120,14 @@ def text_support(hypotheses: Sequence[Hypothesis], observations: Sequence[Observ
     sources = [_labelled_texts(observations, kind) for kind in ("description", "reports")]
     out: dict[str, float] = {}
     for hyp in hypotheses:
-        claims = _claims(hyp)
+        claims = claims_of(hyp)
         if not claims:
             out[hyp.key] = 0.0
             continue
 
         def share(labelled: dict[str, list[PositiveMentions]], group: str, claims: PositiveMentions = claims) -> float:
             texts = labelled[group]
-            hits = sum(
-                all(any(f == finding and set(attrs) <= set(a) for f, a in text) for finding, attrs in claims)
-                for text in texts
-            )
-            return hits / len(texts) if texts else 0.0
+            return text_hits(texts, claims) / len(texts) if texts else 0.0
 
         other = "B" if hyp.group == "A" else "A"
         backing = [share(src, hyp.group) - share(src, other) for src in sources if src["A"] or src["B"]]

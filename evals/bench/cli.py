@@ -159,7 +159,7 @@ def _run(args: argparse.Namespace) -> int:
     pairs = suite.select(wanted, args.limit)
     if args.suite == "raddiffbench" and args.mimic_root is None:
         raise InputError("raddiffbench: give --mimic-root (MIMIC-CXR-JPG) and --reports-root (MIMIC-CXR reports)")
-    judge = _make_judge(args, settings, has_truth=all(p.truth for p in pairs))
+    judge = _make_judge(args, settings, has_truth=all(p.truth is not None for p in pairs))
     out = args.out or _default_out(settings, Path(suite.name).stem, args.ablation)
     runner = BenchRunner(
         out,

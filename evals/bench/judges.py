@@ -89,6 +89,10 @@ class Judge(Protocol):
         """One judgement per item, in order."""
         ...
 
+    def judge_differences(self, items: Sequence[JudgeItem], truth: TruthContext) -> list[Judgement]:
+        """One judgement per entry of a run's differences list, in order."""
+        ...
+
 
 # ============================================================================ structured (offline) judge
 
@@ -211,7 +215,7 @@ def _truth_attrs(entry: dict[str, Any]) -> dict[str, str]:
 
 def truth_differences(truth: TruthContext) -> list[_Difference]:
     """The differences a structured truth implies (shared identical findings are not differences)."""
-    if not truth.truth:
+    if truth.truth is None:
         raise InputError("structured judge: the pair has no structured truth (use the LLM judge)")
     by_group: dict[str, dict[str, dict[str, str]]] = {"A": {}, "B": {}}
     for entry in truth.truth:
@@ -329,12 +333,15 @@ class StructuredJudge:
 
     name = "structured"
 
-    def score(self, text: str, group: GroupLabel, truth: TruthContext) -> tuple[int, str]:
-        """Score of one hypothesis and a one-line reason."""
+    def per_difference(self, text: str, group: GroupLabel, truth: TruthContext) -> tuple[list[int], str]:
+        """The hypothesis' score against each difference the truth implies (in :func:`truth_differences` order),
+        and a reason; a claim in the wrong direction on any of them zeroes every score."""
         diffs = truth_differences(truth)
         claims = parse_claims(text, group)
         if not claims:
-            return 0, "no finding recognised"
+            return [0] * len(diffs), "no finding recognised"
+        if not diffs:
+            return [], "the groups do not differ"
         best: dict[int, tuple[int, str]] = {}
         for claim in claims:
             for i, diff in enumerate(diffs):
@@ -342,24 +349,43 @@ class StructuredJudge:
                     continue
                 score, why = (_score_presence if diff.kind == "presence" else _score_attribute)(claim, diff)
                 if score < 0:
-                    return 0, f"wrong direction: {why}"
+                    return [0] * len(diffs), f"wrong direction: {why}"
                 if i not in best or score > best[i][0]:
                     best[i] = (score, f"{claim.finding}: {why}")
         if not best:
-            return 0, "names no finding that differs: " + ", ".join(sorted({c.finding for c in claims}))
-        scores = [best[i][0] if i in best else 0 for i in range(len(diffs))]
-        reasons = "; ".join(r for _s, r in best.values())
-        if len(diffs) == 1:
-            return scores[0], reasons
+            return [0] * len(diffs), "names no finding that differs: " + ", ".join(sorted({c.finding for c in claims}))
+        return [best[i][0] if i in best else 0 for i in range(len(diffs))], "; ".join(r for _s, r in best.values())
+
+    def score(self, text: str, group: GroupLabel, truth: TruthContext) -> tuple[int, str]:
+        """Score of one hypothesis (the RadDiff rubric: naming one of several differences scores 1) and a reason."""
+        scores, reasons = self.per_difference(text, group, truth)
+        if not scores:
+            return 0, reasons
+        if len(scores) == 1 or max(scores) == 0:
+            return scores[0] if len(scores) == 1 else 0, reasons
         if all(s == 2 for s in scores):
             return 2, reasons
-        return (1 if max(scores) >= 1 else 0), f"one of {len(diffs)} differences: {reasons}"
+        return (1 if max(scores) >= 1 else 0), f"one of {len(scores)} differences: {reasons}"
+
+    def score_difference(self, text: str, group: GroupLabel, truth: TruthContext) -> tuple[int, str]:
+        """Score of one entry of a differences list: judged as one member of a set, it scores 2 when it states one
+        of the true differences fully (a list of several differences names each in its own entry)."""
+        scores, reasons = self.per_difference(text, group, truth)
+        return (max(scores) if scores else 0), reasons
 
     def judge(self, items: Sequence[JudgeItem], truth: TruthContext) -> list[Judgement]:
         """One judgement per hypothesis."""
         out = []
         for item in items:
             score, reason = self.score(item.text, item.group, truth)
+            out.append(Judgement(hypothesis=item.text, group=item.group, score=score, reason=reason))
+        return out
+
+    def judge_differences(self, items: Sequence[JudgeItem], truth: TruthContext) -> list[Judgement]:
+        """One judgement per difference (:meth:`score_difference`)."""
+        out = []
+        for item in items:
+            score, reason = self.score_difference(item.text, item.group, truth)
             out.append(Judgement(hypothesis=item.text, group=item.group, score=score, reason=reason))
         return out
 
@@ -487,6 +513,10 @@ class LLMJudge:
                 continue
             out.append(Judgement(hypothesis=item.text, group=item.group, score=answer.score, reason=answer.reason))
         return out
+
+    def judge_differences(self, items: Sequence[JudgeItem], truth: TruthContext) -> list[Judgement]:
+        """The differences list judged with the RadDiff rubric, one call per difference."""
+        return self.judge(items, truth)
 
 
 def make_judge(spec: str, *, base_url: str | None = None, max_retries: int = 2) -> Judge:

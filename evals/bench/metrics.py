@@ -1,12 +1,20 @@
-"""Benchmark metrics and tables: acc@1 / acc@5 / acc@N overall and per difficulty, top-hypothesis AUROC,
-rounds, time and model calls per pair; JSON, Markdown, and the comparison with published figures.
+"""Benchmark metrics and tables, overall and per difficulty.
+
+Over the run's **differences list** (what a user reads): acc@1 and acc@5 (a difference that states one planted
+difference fully scores 2), the **false-difference rate** (differences judged 0 / differences reported, pooled
+over pairs; every difference on a pair whose groups do not differ is false), **planted recall** (planted
+differences named by some difference / planted differences), differences per pair, and the share of
+no-difference pairs with none reported. Beside them RadDiff's protocol figures over the ranked hypotheses
+(acc@1 / acc@5 / acc@N, naming one of several differences scores 1), so both compare with published numbers;
+then top-hypothesis AUROC, rounds, time and model calls per pair. JSON, Markdown, and the comparison with
+published figures.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +23,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from tools.domain import GroupLabel
 
 DIFFICULTY_NAMES = {1: "easy", 2: "medium", 3: "hard"}
+KIND_NAMES: dict[str, Callable[[int], bool]] = {
+    "one planted difference": lambda n: n == 1,
+    "several planted differences": lambda n: n >= 2,
+    "no difference": lambda n: n == 0,
+}
+"""Subsets of a suite with structured truth, by how many differences were planted."""
+SIGNIFICANT_AUROC = 0.7
+"""The ranked list's own false-difference figure (before there was a differences list): of the judged
+hypotheses with q < 0.05 and directional AUROC at least this, the share judged 0."""
 
 
 class JudgedHypothesis(BaseModel):
@@ -26,10 +43,30 @@ class JudgedHypothesis(BaseModel):
     text: str
     group: GroupLabel
     auroc: float = Field(description="Directional AUROC (high = more present in the group it names).")
+    q_value: float | None = Field(default=None, description="BH q-value across the run's hypotheses.")
     region: str | None = None
     score: int | None = Field(default=None, description="Judge score 0/1/2; None when the judge failed.")
     reason: str = ""
     judge_error: str | None = None
+
+
+class JudgedDifference(BaseModel):
+    """One entry of a pair's differences list with the judge's verdict and the planted differences it names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rank: int = Field(ge=1)
+    text: str
+    group: GroupLabel
+    auroc: float
+    q_value: float
+    basis: str = ""
+    score: int | None = Field(default=None, description="Judge score 0/1/2; None when the judge failed.")
+    reason: str = ""
+    judge_error: str | None = None
+    matches: list[int] = Field(
+        default_factory=list, description="Planted differences (indices) it names in the right direction."
+    )
 
 
 class PairResult(BaseModel):
@@ -49,6 +86,12 @@ class PairResult(BaseModel):
     judge: str = ""
     ablations: list[str] = Field(default_factory=list)
     hypotheses: list[JudgedHypothesis] = Field(default_factory=list)
+    differences: list[JudgedDifference] = Field(default_factory=list, description="The run's differences, judged.")
+    n_covarying: int = 0
+    planted: int | None = Field(default=None, description="Planted differences (structured truth only).")
+    planted_found: int | None = Field(default=None, description="Planted differences some difference names.")
+    diff_acc1: float | None = Field(default=None, description="acc@1 over the differences list.")
+    diff_acc5: float | None = None
     acc1: float | None = None
     acc5: float | None = None
     accn: float | None = None
@@ -87,15 +130,39 @@ def _mean(values: Iterable[float | int | None]) -> float | None:
 def summarize(results: Sequence[PairResult]) -> dict[str, Any]:
     """Aggregate figures of a set of pair results (errors and judge errors counted, not averaged in)."""
     ok = [r for r in results if r.status == "ok"]
-    judged = [r for r in ok if r.acc1 is not None]
+    null = [r for r in ok if r.planted == 0]
+    differing = [r for r in ok if r.planted != 0]
+    judge_errors = sum(
+        any(h.judge_error for h in r.hypotheses) or any(d.judge_error for d in r.differences) for r in ok
+    )
+    judged_differences = [d for r in ok for d in r.differences if d.score is not None]
+    planted = [r for r in differing if r.planted is not None and r.planted_found is not None]
+    significant = [
+        h
+        for r in ok
+        for h in r.hypotheses
+        if h.score is not None and h.q_value is not None and h.q_value < 0.05 and h.auroc >= SIGNIFICANT_AUROC
+    ]
     return {
         "n_pairs": len(results),
         "n_ok": len(ok),
         "n_errors": len(results) - len(ok),
-        "n_judge_errors": len(ok) - len(judged),
-        "acc1": _mean(r.acc1 for r in ok),
-        "acc5": _mean(r.acc5 for r in ok),
-        "accn": _mean(r.accn for r in ok),
+        "n_judge_errors": judge_errors,
+        "diff_acc1": _mean(r.diff_acc1 for r in differing),
+        "diff_acc5": _mean(r.diff_acc5 for r in differing),
+        "false_difference_rate": (
+            sum(d.score == 0 for d in judged_differences) / len(judged_differences) if judged_differences else None
+        ),
+        "planted_recall": (
+            sum(r.planted_found or 0 for r in planted) / sum(r.planted or 0 for r in planted) if planted else None
+        ),
+        "differences_per_pair": _mean(len(r.differences) for r in ok),
+        "n_null_pairs": len(null),
+        "null_clean": _mean(float(not r.differences) for r in null),
+        "ranked_false_rate": (sum(h.score == 0 for h in significant) / len(significant) if significant else None),
+        "acc1": _mean(r.acc1 for r in differing),
+        "acc5": _mean(r.acc5 for r in differing),
+        "accn": _mean(r.accn for r in differing),
         "top_auroc": _mean(r.top_auroc for r in ok),
         "rounds": _mean(r.rounds for r in ok),
         "seconds": _mean(r.seconds for r in ok),
@@ -106,13 +173,19 @@ def summarize(results: Sequence[PairResult]) -> dict[str, Any]:
 
 
 def summarize_suite(results: Sequence[PairResult]) -> dict[str, Any]:
-    """Overall figures plus one block per difficulty (pairs without a difficulty only count overall)."""
+    """Overall figures plus one block per difficulty (pairs without a difficulty only count overall) and one per
+    kind of pair (:data:`KIND_NAMES`; pairs with structured truth only)."""
     by_difficulty = {}
     for level, name in DIFFICULTY_NAMES.items():
         subset = [r for r in results if r.difficulty == level]
         if subset:
             by_difficulty[name] = summarize(subset)
-    return {"overall": summarize(results), "by_difficulty": by_difficulty}
+    by_kind = {}
+    for name, test in KIND_NAMES.items():
+        subset = [r for r in results if r.planted is not None and test(r.planted)]
+        if subset:
+            by_kind[name] = summarize(subset)
+    return {"overall": summarize(results), "by_difficulty": by_difficulty, "by_kind": by_kind}
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -123,46 +196,74 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+DIFFERENCE_COLUMNS = (
+    ("pairs", "n_ok", 0),
+    ("errors", "n_errors", 0),
+    ("acc@1 (differences)", "diff_acc1", 3),
+    ("acc@5 (differences)", "diff_acc5", 3),
+    ("false-difference rate", "false_difference_rate", 3),
+    ("planted recall", "planted_recall", 3),
+    ("differences / pair", "differences_per_pair", 2),
+    ("no-difference pairs", "n_null_pairs", 0),
+    ("of them with none reported", "null_clean", 2),
+)
+"""The differences list: what a user reads."""
+
 METRIC_COLUMNS = (
     ("pairs", "n_ok", 0),
     ("errors", "n_errors", 0),
     ("acc@1", "acc1", 3),
     ("acc@5", "acc5", 3),
     ("acc@N", "accn", 3),
+    ("false rate of significant ranked", "ranked_false_rate", 3),
     ("top AUROC", "top_auroc", 3),
     ("rounds", "rounds", 2),
     ("s / pair", "seconds", 1),
     ("tool calls", "tool_calls", 1),
     ("LLM calls", "llm_calls", 1),
 )
+"""RadDiff's protocol over the ranked hypotheses, and the cost of a pair."""
+
+
+def _table(summary: dict[str, Any], columns: Sequence[tuple[str, str, int]]) -> list[str]:
+    head = "| subset | " + " | ".join(c[0] for c in columns) + " |"
+    lines = [head, "|" + "---|" * (len(columns) + 1)]
+    rows = [("all", summary["overall"])] + list(summary.get("by_difficulty", {}).items())
+    rows += list(summary.get("by_kind", {}).items())
+    for name, block in rows:
+        cells = [_fmt(block.get(key), digits) if digits else _fmt(block.get(key)) for _h, key, digits in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def summary_markdown(summary: dict[str, Any], title: str = "") -> str:
-    """A Markdown table: one row overall and one per difficulty."""
-    head = "| subset | " + " | ".join(c[0] for c in METRIC_COLUMNS) + " |"
-    lines = ([f"### {title}", ""] if title else []) + [head, "|" + "---|" * (len(METRIC_COLUMNS) + 1)]
-    rows = [("all", summary["overall"])] + list(summary.get("by_difficulty", {}).items())
-    for name, block in rows:
-        cells = [_fmt(block.get(key), digits) if digits else _fmt(block.get(key)) for _h, key, digits in METRIC_COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    """Two Markdown tables, one row overall and one per difficulty each: the differences list
+    (:data:`DIFFERENCE_COLUMNS`), then RadDiff's protocol over the ranked hypotheses (:data:`METRIC_COLUMNS`)."""
+    lines = [f"### {title}", ""] if title else []
+    lines += ["Differences list:", ""] + _table(summary, DIFFERENCE_COLUMNS)
+    lines += ["", "Ranked hypotheses (RadDiff protocol):", ""] + _table(summary, METRIC_COLUMNS)
     return "\n".join(lines) + "\n"
 
 
 def pairs_markdown(results: Sequence[PairResult], top: int = 1) -> str:
-    """Per-pair table: ground truth, top hypothesis, its score and AUROC."""
+    """Per-pair table: ground truth, the differences reported (judge score of each), the top hypothesis."""
     lines = [
-        "| pair | diff. | ground truth (A / B) | top hypothesis | score | AUROC | acc@5 | rounds | s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| pair | diff. | ground truth (A / B) | differences reported (score) | top hypothesis | score | AUROC | "
+        "acc@5 | rounds | s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(results, key=lambda x: x.index):
         if r.status != "ok":
-            lines.append(f"| {r.pair_id} | {r.difficulty or '-'} | {r.set1} / {r.set2} | ERROR: {r.error} | | | | | |")
+            lines.append(
+                f"| {r.pair_id} | {r.difficulty or '-'} | {r.set1} / {r.set2} | ERROR: {r.error} | | | | | | |"
+            )
             continue
         hyp = r.hypotheses[0] if r.hypotheses else None
         text = f"{hyp.text} (more in {hyp.group})" if hyp else "(none)"
         score = "-" if hyp is None else (_fmt(hyp.score) if hyp.judge_error is None else "judge error")
+        reported = "; ".join(f"{d.text} ({d.group}) [{_fmt(d.score)}]" for d in r.differences) or "none"
         lines.append(
-            f"| {r.pair_id} | {r.difficulty or '-'} | {r.set1} / {r.set2} | {text} | {score} | "
+            f"| {r.pair_id} | {r.difficulty or '-'} | {r.set1} / {r.set2} | {reported} | {text} | {score} | "
             f"{_fmt(r.top_auroc)} | {_fmt(r.acc5, 2)} | {r.rounds} | {r.seconds:.1f} |"
         )
     return "\n".join(lines) + "\n"

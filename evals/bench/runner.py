@@ -28,8 +28,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from evals.bench.judges import Judge, JudgeItem, TruthContext
+from evals.bench.judges import Judge, JudgeItem, StructuredJudge, TruthContext, truth_differences
 from evals.bench.metrics import (
+    JudgedDifference,
     JudgedHypothesis,
     PairResult,
     accuracy_at,
@@ -272,6 +273,7 @@ class BenchRunner:
         try:
             result = self._run_agent(pair)
             judged = self._judge(pair, result)
+            differences, planted, found = self._judge_differences(pair, result)
         except Exception as exc:  # a failing pair is recorded as an error and the run goes on
             if not isinstance(exc, RadDiffError):
                 log.exception("pair %s failed", pair.pair_id)
@@ -285,12 +287,20 @@ class BenchRunner:
             return failed
         tools, llm, tokens = _trace_counts(self.out_dir / "runs" / pair.pair_id)
         scores = [h.score for h in judged]
+        null = planted == 0
+        diff_scores = [d.score for d in differences]
         done = base.model_copy(
             update={
                 "hypotheses": judged,
-                "acc1": accuracy_at(scores, 1),
-                "acc5": accuracy_at(scores, 5),
-                "accn": accuracy_at(scores, None),
+                "differences": differences,
+                "n_covarying": len(result.covarying),
+                "planted": planted,
+                "planted_found": found,
+                "diff_acc1": None if null else accuracy_at(diff_scores, 1),
+                "diff_acc5": None if null else accuracy_at(diff_scores, 5),
+                "acc1": None if null else accuracy_at(scores, 1),
+                "acc5": None if null else accuracy_at(scores, 5),
+                "accn": None if null else accuracy_at(scores, None),
                 "top_auroc": judged[0].auroc if judged else None,
                 "rounds": result.rounds,
                 "stop_reason": result.stop_reason,
@@ -336,6 +346,7 @@ class BenchRunner:
                 text=s.hypothesis.text,
                 group=s.hypothesis.group,
                 auroc=round(s.directional_auroc, 4),
+                q_value=s.score.q_value,
                 region=s.region,
                 score=v.score,
                 reason=v.reason,
@@ -343,6 +354,40 @@ class BenchRunner:
             )
             for i, (s, v) in enumerate(zip(top, verdicts, strict=True), start=1)
         ]
+
+    def _judge_differences(
+        self, pair: BenchPair, result: RunResult
+    ) -> tuple[list[JudgedDifference], int | None, int | None]:
+        """The run's differences judged one by one, and (structured truth only) how many planted differences
+        there are and how many some difference names in the right direction (score >= 1 against it)."""
+        truth = TruthContext(set1=pair.set1, set2=pair.set2, truth=pair.truth)
+        items = [JudgeItem(text=d.text, group=d.group) for d in result.differences]
+        verdicts = self.judge.judge_differences(items, truth) if items else []
+        matcher = StructuredJudge() if pair.truth is not None else None
+        planted = len(truth_differences(truth)) if matcher is not None else None
+        named: set[int] = set()
+        out = []
+        for i, (d, v) in enumerate(zip(result.differences, verdicts, strict=True), start=1):
+            matches: list[int] = []
+            if matcher is not None:
+                per, _why = matcher.per_difference(d.text, d.group, truth)
+                matches = [j for j, s in enumerate(per) if s >= 1]
+                named.update(matches)
+            out.append(
+                JudgedDifference(
+                    rank=i,
+                    text=d.text,
+                    group=d.group,
+                    auroc=d.auroc,
+                    q_value=d.q_value,
+                    basis=d.basis,
+                    score=v.score,
+                    reason=v.reason,
+                    judge_error=v.error,
+                    matches=matches,
+                )
+            )
+        return out, planted, (len(named) if planted is not None else None)
 
     # ------------------------------------------------------------------ tables
 

@@ -97,6 +97,9 @@ class SynthPairSpec(BaseModel):
     difficulty: int = Field(default=2, ge=1, le=3, description="1 easy, 2 medium, 3 hard.")
     size: int = Field(default=256, ge=32, le=2048, description="Image size in pixels.")
     view: str | None = Field(default=None, description="Force 'PA' or 'AP'; None mixes.")
+    no_difference: bool = Field(
+        default=False, description="A pair whose groups do not differ: the same findings on both sides."
+    )
 
     @field_validator("name")
     @classmethod
@@ -130,8 +133,11 @@ class SynthPairSpec(BaseModel):
 
     @model_validator(mode="after")
     def _distinct(self) -> SynthPairSpec:
-        if [f.model_dump() for f in self.a] == [f.model_dump() for f in self.b]:
+        same = [f.model_dump() for f in self.a] == [f.model_dump() for f in self.b]
+        if same and not self.no_difference:
             raise InputError(f"pair {self.name!r}: groups A and B have the same findings")
+        if self.no_difference and not same:
+            raise InputError(f"pair {self.name!r}: a no-difference pair needs the same findings in A and B")
         return self
 
     @property
@@ -295,7 +301,8 @@ def _spec(
 
 
 def default_suite(n: int = 20, size: int = 256) -> list[SynthPairSpec]:
-    """The default SynthDiffBench suite (44 pairs) mirroring the RadDiffBench conditions that can be simulated."""
+    """The default SynthDiffBench suite: 47 pairs mirroring the RadDiffBench conditions that can be simulated, then
+    the :func:`trust_pairs` (8 with two or three planted differences, 10 whose groups do not differ)."""
     eff, card, ptx = "pleural_effusion", "cardiomegaly", "pneumothorax"
     specs = [
         _spec(
@@ -618,7 +625,99 @@ def default_suite(n: int = 20, size: int = 256) -> list[SynthPairSpec]:
             2,
         ),
     ]
+    specs += trust_pairs()
     return [s.model_copy(update={"n_a": n, "n_b": n, "size": size}) for s in specs]
+
+
+def trust_pairs() -> list[SynthPairSpec]:
+    """Pairs that test whether a run reports only real, distinct differences: two or three planted differences
+    (each must be reported), and pairs whose groups do not differ (the same findings on both sides, background
+    included: the right answer is "no independent difference")."""
+    eff, card, edema = "pleural_effusion", "cardiomegaly", "pulmonary_edema"
+    multi = [
+        _spec(
+            "multi_pacemaker_edema",
+            "pacemaker and moderate pulmonary edema",
+            "no pacemaker, no pulmonary edema",
+            [_f("pacemaker"), _f(edema, severity="moderate")],
+            [],
+            2,
+        ),
+        _spec(
+            "multi_effusion_vs_cvc",
+            "moderate right pleural effusion",
+            "central venous catheter",
+            [_f(eff, side="right", size="moderate")],
+            [_f("central_venous_catheter")],
+            2,
+        ),
+        _spec(
+            "multi_cardiomegaly_effusions",
+            "moderate cardiomegaly with small bilateral pleural effusions",
+            "normal heart size, no pleural effusion",
+            [_f(card, severity="moderate"), _f(eff, side="bilateral", size="small")],
+            [],
+            2,
+        ),
+        _spec(
+            "multi_ett_enteric",
+            "endotracheal tube and enteric tube",
+            "no tubes",
+            [_f("endotracheal_tube", tip="above_carina"), _f("enteric_tube", tip="stomach")],
+            [],
+            2,
+        ),
+        _spec(
+            "multi_ptx_chest_tube",
+            "moderate left pneumothorax with a left chest tube",
+            "no pneumothorax, no chest tube",
+            [_f("pneumothorax", side="left", size="moderate"), _f("chest_tube", side="left")],
+            [],
+            2,
+        ),
+        _spec(
+            "multi3_pacemaker_cardiomegaly_edema",
+            "pacemaker, moderate cardiomegaly and moderate pulmonary edema",
+            "no pacemaker, normal heart size, no edema",
+            [_f("pacemaker"), _f(card, severity="moderate"), _f(edema, severity="moderate")],
+            [],
+            3,
+        ),
+        _spec(
+            "multi3_icu_lines",
+            "endotracheal tube, enteric tube and central venous catheter",
+            "no tubes or lines",
+            [
+                _f("endotracheal_tube", tip="above_carina"),
+                _f("enteric_tube", tip="stomach"),
+                _f("central_venous_catheter"),
+            ],
+            [],
+            3,
+        ),
+        _spec(
+            "multi3_effusion_consolidation_vs_nodule",
+            "moderate right pleural effusion and left lower lobe consolidation",
+            "large pulmonary nodule",
+            [_f(eff, side="right", size="moderate"), _f("consolidation", lobe="LLL")],
+            [_f("nodule", size="large")],
+            3,
+        ),
+    ]
+    same: list[tuple[str, str, list[PlantedFinding]]] = [
+        ("null_background", "no defining finding", []),
+        ("null_effusion", "moderate right pleural effusion", [_f(eff, side="right", size="moderate")]),
+        ("null_cvc", "central venous catheter", [_f("central_venous_catheter")]),
+        ("null_cardiomegaly", "moderate cardiomegaly", [_f(card, severity="moderate")]),
+        ("null_edema", "mild pulmonary edema", [_f(edema, severity="mild")]),
+        ("null_enteric", "enteric tube in the stomach", [_f("enteric_tube", tip="stomach")]),
+        ("null_ett", "endotracheal tube above the carina", [_f("endotracheal_tube", tip="above_carina")]),
+        ("null_pacemaker", "pacemaker", [_f("pacemaker")]),
+        ("null_pneumothorax", "moderate left pneumothorax", [_f("pneumothorax", side="left", size="moderate")]),
+        ("null_consolidation", "right lower lobe consolidation", [_f("consolidation", lobe="RLL")]),
+    ]
+    null = [_spec(name, text, text, findings, list(findings), 2, no_difference=True) for name, text, findings in same]
+    return multi + null
 
 
 def _presets() -> dict[str, SynthPairSpec]:

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.context import RunContext
 from graphs.report_html import ScoreRows, distribution_figure, read_score_rows, score_rows, typical_studies
 from tools.datasets import LoadedComparison, inside_roots
+from tools.differences import covarying_line, difference_line
 from tools.domain import Comparison, GroupLabel, Hypothesis, InputError, RunResult, ScoredHypothesis, SkippedItem
 from tools.settings import Settings
 from tools.vocabulary import REGIONS
@@ -484,19 +485,23 @@ def _node_summary(update: dict[str, Any]) -> str:
 def _result_text(result: RunResult, top: int = 5) -> str:
     if not result.ranked:
         return "No difference could be scored."
-    lines = [f"**Ranked differences** ({result.rounds} round(s); stopped: {as_text(result.stop_reason)}):"]
-    for i, s in enumerate(result.ranked[:top], start=1):
-        lo, hi = s.directional_ci
-        lines.append(
-            f"{i}\\. {as_text(s.hypothesis.text)} (more in {s.hypothesis.group}): AUROC "
-            f"{s.directional_auroc:.3f} (95% CI {lo:.3f}-{hi:.3f}, q={s.score.q_value:.2g})"
-        )
+    lines = [f"**{as_text(result.summary)}**" if result.summary else ""]
+    lines.append(f"**Differences** ({result.rounds} round(s); stopped: {as_text(result.stop_reason)}):")
+    lines += [f"{i}\\. {as_text(difference_line(d))}" for i, d in enumerate(result.differences, start=1)]
+    if not result.differences:
+        lines.append("No independent difference.")
+    if result.covarying:
+        lines.append(f"**Co-varying signals, not differences** ({len(result.covarying)}):")
+        lines += [f"- {as_text(covarying_line(c))}" for c in result.covarying[:top]]
     if result.skipped:
         from graphs.run import skipped_summary
 
         lines.append(f"{skipped_summary(result)} (see the report).")
-    lines.append("Select a row of the table to see its images and score distributions.")
-    return "\n\n".join(lines)
+    lines.append(
+        f"The table lists every tested hypothesis ({len(result.ranked)}); select a row to see its images and score "
+        "distributions."
+    )
+    return "\n\n".join(line for line in lines if line)
 
 
 def table_rows(items: list[ScoredHypothesis], n_user: int = 0) -> list[list[Any]]:

@@ -53,6 +53,13 @@ class Part:
     header: str
     phases: list[Phase] = field(default_factory=list)
     ended: str = ""
+    conclusion: dict[str, Any] = field(default_factory=dict)
+    """The report's ``differences`` event: summary, differences and co-varying signals (one line each)."""
+
+
+def conclusion_of(parts: list[Part]) -> dict[str, Any]:
+    """The run's conclusion (the last part that reached the report), or {} if none did."""
+    return next((p.conclusion for p in reversed(parts) if p.conclusion), {})
 
 
 def resolve_run_dir(run: str | Path, output_dir: Path | None = None) -> Path:
@@ -157,6 +164,12 @@ def build_outline(events: list[dict[str, Any]]) -> list[Part]:
                 text += f"; {len(decision['hypotheses'])} refinements"
             if current is not None:
                 current.notes.append(text)
+        elif kind == "differences":
+            part().conclusion = {
+                "summary": str(event.get("summary") or ""),
+                "differences": [str(x) for x in event.get("differences") or []],
+                "covarying": [str(x) for x in event.get("covarying") or []],
+            }
         elif kind == "run_end":
             part().ended = f"run ended after {event.get('seconds', '?')} s"
     return parts
@@ -193,6 +206,13 @@ def trace_tree(parts: list[Part], title: str = "run") -> Any:
     from rich.tree import Tree
 
     root = Tree(f"[bold]{escape(title)}[/bold]")
+    conclusion = conclusion_of(parts)
+    if conclusion:
+        block = root.add(f"[bold green]conclusion: {escape(conclusion['summary'])}[/bold green]")
+        for i, line in enumerate(conclusion["differences"], start=1):
+            block.add(f"[green]difference {i}. {escape(line)}[/green]")
+        for line in conclusion["covarying"]:
+            block.add(f"[dim]co-varying, not a difference: {escape(line)}[/dim]")
     for p in parts:
         branch = root.add(f"[bold cyan]{escape(p.header)}[/bold cyan]")
         for ph in p.phases:
@@ -237,6 +257,16 @@ def trace_html(parts: list[Part], title: str = "run") -> str:
         "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; style-src 'unsafe-inline'\">",
         f"<title>trace {e(title)}</title><style>{_CSS}</style></head><body><h1>Trace of {e(title)}</h1>",
     ]
+    conclusion = conclusion_of(parts)
+    if conclusion:
+        out.append(f"<div class='conclusion'><h2>Conclusion</h2><p><b>{e(conclusion['summary'])}</b></p><ol>")
+        out += [f"<li>{e(line)}</li>" for line in conclusion["differences"]]
+        out.append("</ol>")
+        if conclusion["covarying"]:
+            out.append(f"<details><summary>Co-varying signals ({len(conclusion['covarying'])})</summary><ul>")
+            out += [f"<li>{e(line)}</li>" for line in conclusion["covarying"]]
+            out.append("</ul></details>")
+        out.append("</div>")
     for p in parts:
         out.append(f'<div class="part {e(p.kind)}"><h2>{e(p.header)}</h2>')
         for ph in p.phases:
