@@ -57,8 +57,10 @@ def test_resume_after_interruption_loses_and_repeats_nothing(effusion_pair, tmp_
     kinds = [e["event"] for e in events]
     assert kinds[0] == "run_start" and "resume" in kinds and kinds[-1] == "run_end"
     assert kinds.index("node_error") < kinds.index("resume")
-    survey_tools = [e for e in events if e["event"] == "tool" and e["tool"] == "describe_images"]
+    described = [e for e in events if e["event"] == "tool" and e["tool"] == "describe_images"]
+    survey_tools = [e for e in described if not e["arguments"]["study_ids"]]  # sampled, not the report's calls
     assert len(survey_tools) == 2  # the survey ran once (A and B), not again after the resume
+    assert len(described) == 4  # and the report described every study of each group once, for prevalence
     ended = [e["node"] for e in events if e["event"] == "node_end"]
     assert ended.count("survey") == 1 and ended.count("verify") == result.rounds - ended.count("zoom")
     texts = [(s.hypothesis.text, s.region) for s in result.ranked]

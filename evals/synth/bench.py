@@ -147,9 +147,16 @@ class SynthPairSpec(BaseModel):
         out += [{"finding": f.finding, "attributes": dict(f.attributes), "group": "B"} for f in self.b]
         return out
 
+    def _new_defaults(self) -> set[str]:
+        """Fields added after version 1 that are at their default (left out of the cache key)."""
+        return {"no_difference"} if not self.no_difference else set()
+
     def key(self, seed: int) -> str:
         """Cache key of this spec built with ``seed``."""
-        blob = json.dumps([BENCH_VERSION, self.model_dump(mode="json"), seed], sort_keys=True)
+        # a field at its default is left out, so adding one keeps the images of every existing spec
+        blob = json.dumps(
+            [BENCH_VERSION, self.model_dump(mode="json", exclude=self._new_defaults()), seed], sort_keys=True
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def study_findings(self, group: str, index: int, seed: int) -> list[PlantedFinding]:
