@@ -54,6 +54,17 @@ class RunContext(BaseModel):
     image_grids: bool = Field(
         default=False, description="Send RadDiff-style 4x5 image grids of each group to a multimodal LLM proposer."
     )
+    settings: Settings = Field(
+        default_factory=Settings,
+        description="The project settings the run was started with (device, dtype, batch size, cache folder, "
+        "remote code); the workspace and its models use this object, never settings rebuilt from the environment.",
+    )
+    paused_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Seconds the run was not running (between an interruption and its resume); the time budget "
+        "does not count them. Set by the runner on resume.",
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> RunContext:
@@ -65,6 +76,7 @@ class RunContext(BaseModel):
             "describer": settings.describer,
             "max_rounds": settings.max_rounds,
             "seed": settings.seed,
+            "settings": settings,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)

@@ -9,6 +9,11 @@ from agent.context import RunContext
 from agent.state import Budget, RoundStat
 
 
+def run_seconds(budget: Budget, context: RunContext, now: float | None = None) -> float:
+    """Seconds the run has been running: wall time since it started, less the time it spent interrupted."""
+    return (time.time() if now is None else now) - budget.started_at - context.paused_s
+
+
 def stop_reason(history: Sequence[RoundStat], budget: Budget, context: RunContext, now: float | None = None) -> str:
     """Return why the loop must stop now, or ``""`` to go on.
 
@@ -25,7 +30,7 @@ def stop_reason(history: Sequence[RoundStat], budget: Budget, context: RunContex
         return f"best AUROC {last.best_auroc:.3f} reached the ceiling {context.auroc_ceiling:.3f}"
     if len(history) >= context.max_rounds:
         return f"round budget of {context.max_rounds} rounds spent"
-    elapsed = (time.time() if now is None else now) - budget.started_at
+    elapsed = run_seconds(budget, context, now)
     if elapsed >= context.time_budget_s:
         return f"time budget of {context.time_budget_s:.0f} s spent ({elapsed:.0f} s)"
     if context.token_budget and budget.tokens >= context.token_budget:

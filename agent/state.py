@@ -7,14 +7,14 @@ SQLite checkpoint. Heavy objects (models, embeddings) live in the run's workspac
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Literal, TypedDict
+from typing import Annotated, Literal, NotRequired, TypedDict
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.schemas import Decision
-from tools.domain import Comparison, GroupLabel, Hypothesis, RunResult, ScoredHypothesis
+from tools.domain import Comparison, GroupLabel, Hypothesis, RunResult, ScoredHypothesis, SkippedItem
 
 
 class Observation(BaseModel):
@@ -58,6 +58,7 @@ class InputState(TypedDict):
 
     comparison: Comparison  # the two study sets to contrast
     question: str  # the user's question or focus ("" for a general comparison)
+    load_skipped: NotRequired[list[SkippedItem]]  # inputs the loader reported and skipped (they reach the result)
 
 
 class State(InputState, total=False):

@@ -58,3 +58,17 @@ def read_trace(path: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 log.warning("%s:%d: unreadable trace line skipped (torn write from an interruption?)", path, number)
     return events
+
+
+def downtime_s(events: list[dict[str, Any]], now: float) -> float:
+    """Seconds a run spent interrupted: the gap before each ``resume`` event, plus the gap from the last event
+    to ``now`` (the interruption a resume is about to end)."""
+    total, last = 0.0, None
+    for event in events:
+        t = float(event.get("t", 0.0))
+        if event.get("event") == "resume" and last is not None:
+            total += max(0.0, t - last)
+        last = t
+    if last is not None:
+        total += max(0.0, now - last)
+    return total

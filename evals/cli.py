@@ -58,6 +58,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         key: getattr(args, key, None)
         for key in (
             "device",
+            "dtype",
             "batch_size",
             "scorer",
             "describer",
@@ -129,7 +130,7 @@ def _compare(args: argparse.Namespace) -> int:
         group = comparison.group(label)
         n_reports = sum(1 for s in group.studies if s.report)
         print(f"group {label}: {group.name!r}: {len(group)} studies, {n_reports} with reports")
-    print(f"problems: {len(loaded.skipped)} skipped, {len(loaded.warnings)} warnings")
+    print(f"while loading: {len(loaded.skipped)} inputs skipped, {len(loaded.warnings)} warnings")
     for item in loaded.skipped[:20]:
         print(f"  skipped {item.reason}")
     for warning in loaded.warnings[:20]:
@@ -152,7 +153,7 @@ def _run_agent(
     import time
 
     from agent.context import RunContext
-    from graphs.run import result_summary, run_agent
+    from graphs.run import result_summary, run_agent, skipped_summary
 
     run_id = resume or args.run_id or time.strftime("run-%Y%m%d-%H%M%S")
     output_dir = args.output_dir or settings.output_dir
@@ -164,9 +165,13 @@ def _run_agent(
         **(overrides or {}),
     )
     progress = None if args.quiet else _progress_printer()
-    result = run_agent(comparison, context, question=args.question, resume=bool(resume), on_event=progress)
-    if skipped:
-        print(f"{len(skipped)} inputs were skipped while loading (see above)")
+    result = run_agent(
+        comparison, context, question=args.question, resume=bool(resume), on_event=progress, skipped=skipped
+    )
+    if result.skipped:
+        print(f"\n{skipped_summary(result)}:")
+        for item in result.skipped[:20]:
+            print(f"  skipped {item.reason}")
     print(f"\n{result.rounds} rounds; {result.stop_reason}")
     print(result_summary(result, top=8))
     print(f"\nresults: {context.run_dir / 'result.json'} and result.md; trace: {context.run_dir / 'trace.jsonl'}")
@@ -190,7 +195,10 @@ def _progress_printer() -> Callable[[str, dict[str, Any]], None]:
             print(f"  reflect: {reason or (f'{decision.action}: {decision.reason}' if decision else '')}")
         elif node == "zoom":
             for obs in update.get("observations", []):
-                print(f"  zoom into {obs.data.get('region')}: region AUROCs {obs.data.get('aurocs', {})}")
+                if obs.data.get("error"):
+                    print(f"  zoom into {obs.data.get('region')} failed: {obs.data['error']}")
+                else:
+                    print(f"  zoom into {obs.data.get('region')}: region AUROCs {obs.data.get('aurocs', {})}")
         else:
             print(f"  {node}")
 
@@ -249,16 +257,43 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raddiff", description="Describe in clinical language how two sets of radiology studies differ."
     )
-    parser.add_argument("--config", type=Path, help="YAML settings file.")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="Torch device.")
-    parser.add_argument("--batch-size", type=int, help="Images per batch when embedding.")
-    parser.add_argument("--cache-dir", type=Path, help="Cache folder.")
-    parser.add_argument("--seed", type=int, help="Random seed.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
+    _settings_arguments(parser)
+    # The same options after the subcommand (``raddiff compare A B --config FILE``); not given there, they
+    # leave the value given before the subcommand (SUPPRESS: no default overrides it).
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_text, target) in COMMANDS.items():
-        _resolve(target)(sub.add_parser(name, help=help_text, description=help_text))
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        _resolve(target)(command)
+        _settings_arguments_below(command)
     return parser
+
+
+def _settings_arguments(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    """The settings options every command accepts (before or after the subcommand's name). With ``suppress``
+    an option not given sets nothing, so it leaves the value given before the subcommand; options the parser
+    defines itself are left alone."""
+    default: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
+    options: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+        (("--config",), {"type": Path, "help": "YAML settings file."}),
+        (("--device",), {"choices": ["auto", "cpu", "cuda"], "help": "Torch device."}),
+        (("--dtype",), {"choices": ["float32", "float16", "bfloat16"], "help": "Compute dtype of model backends."}),
+        (("--batch-size",), {"type": int, "help": "Images per batch when embedding."}),
+        (("--cache-dir",), {"type": Path, "help": "Cache folder."}),
+        (("--seed",), {"type": int, "help": "Random seed."}),
+        (("-v", "--verbose"), {"action": "store_true", "help": "Debug logging."}),
+    ]
+    for flags, kwargs in options:
+        if not any(flag in parser._option_string_actions for flag in flags):
+            parser.add_argument(*flags, **kwargs, **default)
+
+
+def _settings_arguments_below(parser: argparse.ArgumentParser) -> None:
+    """Add the settings options to ``parser`` and to every nested subcommand (``raddiff bench run ... --config``)."""
+    _settings_arguments(parser, suppress=True)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for nested in action.choices.values():
+                _settings_arguments_below(nested)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,13 +27,13 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from agent.context import RunContext
-from agent.convergence import stop_reason
+from agent.convergence import run_seconds, stop_reason
 from agent.policies import Policy, get_policy
 from agent.policies.rules import text_support
 from agent.state import Budget, InputState, Observation, RoundStat, State
 from agent.trace import TraceWriter
 from tools.differences import covarying_line, difference_line, summary_sentence
-from tools.domain import GroupLabel, Hypothesis, RunResult, ScoredHypothesis
+from tools.domain import GroupLabel, Hypothesis, InputError, RunResult, ScoredHypothesis
 from tools.workspace import Workspace, open_workspace, rank_scored
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ def workspace_for(context: RunContext, state: State) -> Workspace:
         trace = trace_for(context)
         ws = open_workspace(
             state["comparison"],
+            settings=context.settings,
             scorer=context.scorer,
             describer=context.describer,
             seed=context.seed,
@@ -64,6 +65,7 @@ def workspace_for(context: RunContext, state: State) -> Workspace:
             contrast=context.contrast_scoring,
             on_tool_call=lambda record: trace.event("tool", **record.model_dump(mode="json")),
         )
+        ws.skipped.extend(state.get("load_skipped") or [])  # skipped while loading: counted with the run's own
         _WORKSPACES[context.run_id] = ws
     return ws
 
@@ -220,7 +222,7 @@ def reflect(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     trace = trace_for(context)
     history = state.get("history", [])
     budget = state.get("budget") or Budget(started_at=time.time())
-    reason = stop_reason(history, budget, context)
+    reason = stop_reason(history, budget, context) or _failed_tools_reason(state.get("observations", []))
     trace.event("convergence", round=state.get("round", 0), history=history, stop_reason=reason)
     if reason:
         return {"stop_reason": reason, "decision": None}
@@ -235,6 +237,17 @@ def reflect(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     if decision.action == "stop":
         return {"stop_reason": f"policy stopped: {decision.reason}", "decision": decision, "budget": spent}
     return {"decision": decision, "budget": spent}
+
+
+MAX_FAILED_TOOL_CALLS = 3
+"""Failed zooms after which the run stops (a policy that keeps choosing unusable regions learns nothing)."""
+
+
+def _failed_tools_reason(observations: list[Observation]) -> str:
+    failed = [o for o in observations if o.kind == "zoom" and o.data.get("error")]
+    if len(failed) < MAX_FAILED_TOOL_CALLS:
+        return ""
+    return f"{len(failed)} zooms failed (last: {failed[-1].data['error']})"
 
 
 def route_after_reflect(
@@ -263,7 +276,12 @@ def zoom(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     best = [s.hypothesis for s in rank_scored(state.get("pool", []))[: context.top_k] if s.region is None]
     round_ = state.get("round", 0) + 1
     started = time.perf_counter()
-    scored, data = ws.zoom(region, best, n_per_group=context.zoom_samples, round_=round_)
+    try:
+        scored, data = ws.zoom(region, best, n_per_group=context.zoom_samples, round_=round_)
+    except InputError as exc:  # a failed tool call is evidence for the policy, not the end of the run
+        log.warning("zoom into %r failed: %s", region, exc)
+        failed = Observation(kind="zoom", round=state.get("round", 0), data={"region": region, "error": str(exc)})
+        return {"observations": [failed]}
     pool = [*state.get("pool", []), *scored]
     observation = Observation(kind="zoom", round=round_, data={"region": region, **data})
     return {
@@ -339,7 +357,7 @@ def report(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         skipped=ws.skipped,
         confounders=ws.confounders(ranked[: context.top_k]),
         settings=context.model_dump(mode="json"),
-        seconds=round(time.time() - budget.started_at, 2),
+        seconds=round(run_seconds(budget, context), 2),
     )
     return {"result": result}
 

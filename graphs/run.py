@@ -85,6 +85,31 @@ def compile_graph(saver: Any = None) -> Any:
     return build_graph().compile(checkpointer=saver)
 
 
+LOCK_FILE = ".run.lock"
+
+
+class RunLockedError(InputError):
+    """The run id is in use by a run in progress (another process or thread)."""
+
+
+@contextmanager
+def run_lock(run_dir: Path, run_id: str) -> Iterator[None]:
+    """Hold the run's lock file for the duration of the run: a second process (or thread) starting or resuming
+    the same run id gets a one-line error instead of writing into the same trace and checkpoint thread. The
+    lock dies with its process, so a killed run can be resumed at once."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(run_dir / LOCK_FILE), timeout=0, thread_local=False, is_singleton=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunLockedError(f"run {run_id!r} is already running (lock held on {run_dir / LOCK_FILE})") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def run_agent(
     comparison: Comparison | None,
     context: RunContext,
@@ -92,15 +117,34 @@ def run_agent(
     question: str = "",
     resume: bool = False,
     on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    skipped: list[SkippedItem] | None = None,
 ) -> RunResult:
     """Run (or resume) the agent on a comparison; returns the run result and writes it to the run folder.
 
-    ``on_event(node, update)`` is called after each node (for live progress views).
+    ``on_event(node, update)`` is called after each node (for live progress views). ``skipped``: inputs the
+    loader skipped; they are listed in the result with the ones skipped during the run. On resume, the time
+    the run spent interrupted is left out of its time budget.
     """
     run_dir = Path(context.run_dir)
+    if resume and not (run_dir / "checkpoints.sqlite").is_file():
+        raise InputError(f"run {context.run_id!r}: nothing to resume (no checkpoint in {run_dir})")
     run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir, context.run_id):
+        return _run_locked(comparison, context, question, resume, on_event, skipped or [])
+
+
+def _run_locked(
+    comparison: Comparison | None,
+    context: RunContext,
+    question: str,
+    resume: bool,
+    on_event: Callable[[str, dict[str, Any]], None] | None,
+    skipped: list[SkippedItem],
+) -> RunResult:
+    from agent.trace import downtime_s, read_trace
+
+    run_dir = Path(context.run_dir)
     config = {"configurable": {"thread_id": context.run_id}, "recursion_limit": 20 + 8 * context.max_rounds}
-    trace = trace_for(context)
     with checkpointer(run_dir / "checkpoints.sqlite") as saver:
         graph = compile_graph(saver)
         snapshot = graph.get_state(config)
@@ -110,15 +154,20 @@ def run_agent(
             if not snapshot.next:
                 log.info("run %s already finished; returning its result", context.run_id)
                 return _finish(snapshot.values, run_dir)
-            trace.event("resume", next=list(snapshot.next))
+            trace_path = run_dir / "trace.jsonl"
+            events = read_trace(trace_path) if trace_path.is_file() else []
+            context = context.model_copy(update={"paused_s": round(downtime_s(events, time.time()), 3)})
+            trace = trace_for(context)
+            trace.event("resume", next=list(snapshot.next), paused_s=context.paused_s)
             stream_input: Any = None
         else:
             if snapshot.values:
                 raise InputError(f"run {context.run_id!r} exists in {run_dir}; resume it or choose another run id")
             if comparison is None:
                 raise InputError("a new run needs a comparison")
+            trace = trace_for(context)
             trace.event("run_start", context=context.model_dump(mode="json"), question=question)
-            stream_input = {"comparison": comparison, "question": question}
+            stream_input = {"comparison": comparison, "question": question, "load_skipped": list(skipped)}
         started = time.perf_counter()
         for chunk in graph.stream(stream_input, config=config, context=context, stream_mode="updates"):
             for node, update in chunk.items():
@@ -177,7 +226,7 @@ def result_markdown(result: RunResult, top: int = 15) -> str:
         result.summary or "(no summary)",
         "",
         f"Run `{result.run_id}`: {result.rounds} rounds, stopped because {result.stop_reason or 'done'}; "
-        f"{result.n_skipped} inputs skipped; {result.seconds:.1f} s.",
+        f"{skipped_summary(result)}; {result.seconds:.1f} s.",
         "",
         "## Differences",
         "",
@@ -229,6 +278,11 @@ def result_markdown(result: RunResult, top: int = 15) -> str:
         lines += ["", "## Skipped inputs", ""] + [f"- {s.reason}" for s in result.skipped[:50]]
     lines += ["", "AUROC by round: " + ", ".join(f"{a:.3f}" for a in result.auroc_history)]
     return "\n".join(lines) + "\n"
+
+
+def skipped_summary(result: RunResult) -> str:
+    """The one count of skipped inputs every view shows: "N inputs skipped" (loading and running together)."""
+    return f"{result.n_skipped} input{'s' if result.n_skipped != 1 else ''} skipped"
 
 
 def result_summary(result: RunResult, top: int = 5) -> str:

@@ -26,7 +26,7 @@ def test_compare_dry_run_prints_sizes_and_problems(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "A"), str(tmp_path / "B"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "group A: 'A': 3 studies" in out and "group B: 'B': 2 studies" in out
-    assert "problems: 1 skipped" in out and "notes.bin: not an image file" in out
+    assert "while loading: 1 inputs skipped" in out and "notes.bin: not an image file" in out
 
 
 def test_compare_empty_or_missing_folder_fails_clearly(tmp_path, capsys):

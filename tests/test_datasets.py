@@ -56,8 +56,8 @@ def test_csv_loads_groups_reports_and_metadata(tmp_path):
 
 
 def test_csv_groups_multiple_images_by_study_id(tmp_path):
-    for name in ("s1_pa", "s1_lat", "s2_pa", "s3_pa"):
-        _png(tmp_path / f"{name}.png", len(name))
+    for i, name in enumerate(("s1_pa", "s1_lat", "s2_pa", "s3_pa")):
+        _png(tmp_path / f"{name}.png", i)  # four different images (the same image in both groups is refused)
     rows = ["s1_pa.png,A,s1", "s1_lat.png,A,s1", "s2_pa.png,B,s2", "s3_pa.png,B,s3"]
     comp = load_csv(_csv(tmp_path / "g.csv", "path,group_name,study_id", rows)).comparison
     assert [s.study_id for s in comp.set_a.studies] == ["s1"]

@@ -44,20 +44,20 @@ def _write_dicom(
     ds.save_as(path, enforce_file_format=True)
 
 
-def _ramp(h: int = 8, w: int = 16) -> np.ndarray:
+def _ramp(h: int = 16, w: int = 16) -> np.ndarray:
     return np.tile(np.arange(w, dtype=np.float64), (h, 1))
 
 
 def test_png_8bit_is_scaled_by_255(tmp_path):
-    arr = np.array([[0, 51, 255], [102, 204, 153]], dtype=np.uint8)
+    arr = np.tile(np.array([[0, 51, 255], [102, 204, 153]], dtype=np.uint8), (8, 6))
     Image.fromarray(arr, mode="L").save(tmp_path / "a.png")
     out = load_image(tmp_path / "a.png")
-    assert out.dtype == np.float32 and out.shape == (2, 3)
+    assert out.dtype == np.float32 and out.shape == (16, 18)
     np.testing.assert_allclose(out, arr / 255.0, atol=1e-6)
 
 
 def test_png_16bit_keeps_full_depth(tmp_path):
-    arr = np.array([[0, 1000, 65535], [30000, 40000, 50000]], dtype=np.uint16)
+    arr = np.tile(np.array([[0, 1000, 65535], [30000, 40000, 50000]], dtype=np.uint16), (8, 6))
     Image.fromarray(arr).save(tmp_path / "a16.png")
     out = load_image(tmp_path / "a16.png")
     np.testing.assert_allclose(out, arr / 65535.0, atol=1e-6)
@@ -97,7 +97,7 @@ def test_dicom_monochrome1_is_inverted(tmp_path):
 
 def test_dicom_without_suffix_is_detected(tmp_path):
     _write_dicom(tmp_path / "noext", (_ramp() * 10).astype(np.uint16))
-    assert load_image(tmp_path / "noext").shape == (8, 16)
+    assert load_image(tmp_path / "noext").shape == (16, 16)
 
 
 @pytest.mark.parametrize(

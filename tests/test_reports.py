@@ -10,14 +10,13 @@ import pytest
 from tools.domain import Comparison, InputError, Study, StudySet
 from tools.iu_reports import IUReport, load_iu_reports
 from tools.reports import (
-    UNTRUSTED_NOTICE,
     keyword_search,
-    quote_untrusted,
     read_reports,
     semantic_search,
     split_sections,
     tabulate_findings,
 )
+from tools.untrusted import UNTRUSTED_NOTICE, quote_untrusted
 
 
 def _study(report: IUReport | str | None, study_id: str) -> Study:

@@ -248,7 +248,7 @@ def test_paths_outside_roots_are_refused_with_a_clear_message(tmp_path):
     outside = _png(tmp_path / "elsewhere" / "x.png", 5)
     csv = root / "pairs.csv"
     csv.write_text(f"study_id,group_name,path\ns1,A,{outside}\ns2,B,{folder_b / 'b0.png'}\n")
-    with pytest.raises(InputError, match="study s1: file .* is outside"):
+    with pytest.raises(InputError, match=r"image '.*elsewhere/x.png' is outside the folders"):
         load_source(config, "CSV file", str(csv))
     assert len(load_source(config, "Two folders", str(folder_a), str(folder_b)).set_a) == 2
 

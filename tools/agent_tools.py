@@ -14,7 +14,7 @@ from typing import Literal
 from langchain_core.tools import BaseTool, StructuredTool
 
 from tools.domain import Hypothesis, RadDiffError
-from tools.reports import UNTRUSTED_NOTICE, quote_untrusted
+from tools.untrusted import UNTRUSTED_NOTICE, quote_inline, quote_untrusted, quoted_ids
 from tools.vocabulary import REGIONS
 from tools.workspace import DEFAULT_DESCRIBE_PROMPT, Workspace
 
@@ -43,7 +43,10 @@ def make_tools(ws: Workspace) -> list[BaseTool]:
             ids, texts = ws.describe(group, n=min(max(n, 1), 20), study_ids=study_ids, prompt=prompt)
         except RadDiffError as exc:
             return _error(exc)
-        return "\n".join(f"[{sid}] {text}" for sid, text in zip(ids, texts, strict=True)) or "no image could be read"
+        body = "\n".join(
+            f"[{quote_inline(sid)}] {quote_untrusted(t, 'description')}" for sid, t in zip(ids, texts, strict=True)
+        )
+        return UNTRUSTED_NOTICE + "\n" + body if body else "no image could be read"
 
     def lookup_reports(
         action: Literal["read", "search", "tabulate"],
@@ -70,12 +73,12 @@ def make_tools(ws: Workspace) -> list[BaseTool]:
                 hits = keyword_search(ws.comparison, query, group=group, max_results=n)
                 if len(hits) < n:
                     hits += semantic_search(ws.comparison, query, n - len(hits), group=group)
-                lines = [f"[{h.study_id}] {quote_untrusted(h.sentence, 'report sentence')}" for h in hits]
+                lines = [f"[{quote_inline(h.study_id)}] {quote_untrusted(h.sentence, 'report sentence')}" for h in hits]
                 return UNTRUSTED_NOTICE + "\n" + ("\n".join(lines) or "no match")
             if study_ids:
                 views = read_reports(ws.comparison, study_ids)
                 text = "\n".join(
-                    f"[{v.study_id}] "
+                    f"[{quote_inline(v.study_id)}] "
                     + (
                         quote_untrusted(f"FINDINGS: {v.findings}\nIMPRESSION: {v.impression}", "report")
                         if v.has_report
@@ -87,7 +90,9 @@ def make_tools(ws: Workspace) -> list[BaseTool]:
             if group is None:
                 return "error: action 'read' needs study_ids or a group"
             ids, texts = ws.reports(group, n=min(max(n, 1), 20))
-            body = "\n".join(f"[{sid}] {quote_untrusted(t, 'report')}" for sid, t in zip(ids, texts, strict=True))
+            body = "\n".join(
+                f"[{quote_inline(sid)}] {quote_untrusted(t, 'report')}" for sid, t in zip(ids, texts, strict=True)
+            )
             return UNTRUSTED_NOTICE + "\n" + (body or f"no reports in group {group}")
         except RadDiffError as exc:
             return _error(exc)
@@ -161,6 +166,6 @@ def _line(s: object) -> str:
     lo, hi = s.directional_ci
     return (
         f"- {s.hypothesis.text} (more in {s.hypothesis.group}): AUROC {s.directional_auroc:.3f} "
-        f"[95% CI {lo:.3f}-{hi:.3f}], q={sc.q_value:.2g}; typical A: {', '.join(s.evidence_a) or '-'}; "
-        f"typical B: {', '.join(s.evidence_b) or '-'}"
+        f"[95% CI {lo:.3f}-{hi:.3f}], q={sc.q_value:.2g}; typical A: {quoted_ids(s.evidence_a)}; "
+        f"typical B: {quoted_ids(s.evidence_b)}"
     )

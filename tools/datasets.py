@@ -3,7 +3,8 @@
 Every loader returns a :class:`LoadedComparison`: a validated :class:`~tools.domain.Comparison` plus the
 inputs that were reported and skipped (a missing image in a 500-image group does not stop a run). Errors
 that make the comparison meaningless (missing file or folder, empty group, unknown column, a study in both
-groups) raise :class:`~tools.domain.InputError` with one line that names the thing and the problem.
+groups) raise :class:`~tools.domain.InputError` with one line that names the thing and the problem. Given
+``allowed_roots``, a loader opens no file (image, report, metadata sidecar) whose real location lies outside them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import csv
 import json
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +92,27 @@ def mimic_report_path(image_path: str | Path, reports_root: Path) -> Path | None
     return None
 
 
-def _read_text(path: Path) -> str:
+def inside_roots(path: Path, roots: Sequence[Path]) -> bool:
+    """True when the real location of ``path`` (symlinks followed) is one of ``roots`` or lies under one."""
+    real = Path(path).expanduser().resolve()
+    for root in roots:
+        base = Path(root).expanduser().resolve()
+        if real == base or real.is_relative_to(base):
+            return True
+    return False
+
+
+def confine(path: Path, allowed_roots: Sequence[Path] | None, what: str = "file") -> Path:
+    """``path`` itself when ``allowed_roots`` is None or :func:`inside_roots`; else an :class:`InputError` naming
+    the path (never its content). Loaders call it before they open a file."""
+    if allowed_roots is None or inside_roots(path, allowed_roots):
+        return path
+    shown = ", ".join(str(r) for r in allowed_roots) or "(none)"
+    raise InputError(f"{what} {str(path)!r} is outside the folders that may be read ({shown})")
+
+
+def _read_text(path: Path, allowed_roots: Sequence[Path] | None = None) -> str:
+    confine(path, allowed_roots, "report")
     try:
         return path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
@@ -108,8 +130,10 @@ def _resolve_image(raw: str, roots: list[Path]) -> Path:
     return (roots[0] / path) if roots else path
 
 
-def _check_image(path: Path, decode: bool) -> str | None:
-    """Return a one-line problem for the image at ``path``, or ``None`` when it is usable."""
+def _check_image(path: Path, decode: bool, allowed_roots: Sequence[Path] | None = None) -> str | None:
+    """Return a one-line problem for the image at ``path``, or ``None`` when it is usable (an image outside
+    ``allowed_roots`` raises)."""
+    confine(path, allowed_roots, "image")
     if not path.exists():
         return f"{path}: file not found"
     if not is_image_path(path) and not decode:
@@ -122,9 +146,37 @@ def _check_image(path: Path, decode: bool) -> str | None:
     return None
 
 
+def _check_shared_content(set_a: StudySet, set_b: StudySet) -> None:
+    """Refuse the same image bytes in both groups, whatever their names (a study cannot be on both sides).
+
+    Only files whose sizes occur in both groups are hashed, so disjoint sets cost one ``stat`` per image.
+    """
+
+    def sizes(group: StudySet) -> dict[int, list[Path]]:
+        out: dict[int, list[Path]] = defaultdict(list)
+        for study in group.studies:
+            for path in study.image_paths:
+                try:
+                    out[Path(path).stat().st_size].append(Path(path))
+                except OSError:
+                    continue  # missing files are reported by the image checks
+        return out
+
+    size_a, size_b = sizes(set_a), sizes(set_b)
+    for size in sorted(set(size_a) & set(size_b)):
+        hashes = {content_hash(p): p for p in size_a[size]}
+        for path in size_b[size]:
+            twin = hashes.get(content_hash(path))
+            if twin is not None:
+                raise InputError(
+                    f"{path}: same image as {twin} (group {set_a.name!r}); an image cannot be in both groups"
+                )
+
+
 def _finalise(
     set_a: StudySet, set_b: StudySet, skipped: list[SkippedItem], warnings: list[str], question: str = ""
 ) -> LoadedComparison:
+    _check_shared_content(set_a, set_b)
     for group in (set_a, set_b):
         if not group.studies:
             lost = sum(1 for s in skipped if s.item.startswith(f"[{group.name}]"))
@@ -144,6 +196,7 @@ def load_csv(
     group_b: str | None = None,
     metadata_columns: list[str] | None = None,
     decode_images: bool = False,
+    allowed_roots: Sequence[Path] | None = None,
 ) -> LoadedComparison:
     """Load RadDiff's CSV format: columns ``path`` and ``group_name`` (+ ``report``/``report_path``/``study_id``).
 
@@ -197,7 +250,7 @@ def load_csv(
             skipped.append(SkippedItem(item=f"[{group}] {csv_path}:{line_no}", reason="empty 'path' value"))
             continue
         path = _resolve_image(raw_path, roots)
-        problem = _check_image(path, decode_images)
+        problem = _check_image(path, decode_images, allowed_roots)
         if problem:
             skipped.append(SkippedItem(item=f"[{group}] {path}", reason=problem))
             continue
@@ -215,13 +268,13 @@ def load_csv(
             elif row.get("report_path", "").strip():
                 report_path = _resolve_image(row["report_path"].strip(), report_roots)
                 if report_path.is_file():
-                    report = _read_text(report_path)
+                    report = _read_text(report_path, allowed_roots)
                 else:
                     warnings.append(f"{report_path}: report file not found (study {study_id} kept without report)")
                     report_path = None
             elif reports_root is not None:
                 report_path = mimic_report_path(paths[0], reports_root)
-                report = _read_text(report_path) if report_path else None
+                report = _read_text(report_path, allowed_roots) if report_path else None
             meta = _coerce_metadata({c: row.get(c, "") for c in meta_cols})
             studies.append(
                 Study(study_id=study_id, image_paths=paths, report=report, report_path=report_path, metadata=meta)
@@ -236,18 +289,23 @@ def read_pairs(jsonl_path: Path | str) -> list[PairSpec]:
     if not jsonl_path.is_file():
         raise InputError(f"{jsonl_path}: JSONL file not found")
     pairs = []
-    with open(jsonl_path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                pairs.append(PairSpec.model_validate(json.loads(line)))
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{jsonl_path}:{line_no}: not valid JSON ({exc.msg})") from None
-            except ValueError as exc:
-                first = str(exc).splitlines()
-                detail = first[1].strip() + " " + first[2].strip() if len(first) > 2 else str(exc)
-                raise InputError(f"{jsonl_path}:{line_no}: not a pair record ({detail})") from None
+    try:
+        raw = jsonl_path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{jsonl_path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    except OSError as exc:
+        raise InputError(f"{jsonl_path}: cannot read ({exc.strerror or exc})") from None
+    for line_no, line in enumerate(raw.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            pairs.append(PairSpec.model_validate(json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{jsonl_path}:{line_no}: not valid JSON ({exc.msg})") from None
+        except ValueError as exc:
+            first = [part.strip() for part in str(exc).splitlines() if part.strip()]
+            detail = " ".join(first[1:3]) if len(first) > 1 else (first[0] if first else type(exc).__name__)
+            raise InputError(f"{jsonl_path}:{line_no}: not a pair record ({detail})") from None
     if not pairs:
         raise InputError(f"{jsonl_path}: no pairs in file")
     return pairs
@@ -260,15 +318,20 @@ def _mimic_metadata(raw: str) -> StudyMetadata:
     return StudyMetadata(extra={"subject_id": match.group(2), "mimic_study": match.group(3)})
 
 
-def sidecar_metadata(image: Path) -> StudyMetadata | None:
-    """Metadata from a ``<image>.json`` sidecar (view_position, sex, age; other scalar fields as extras)."""
+def sidecar_metadata(image: Path, allowed_roots: Sequence[Path] | None = None) -> StudyMetadata | None:
+    """Metadata from a ``<image>.json`` sidecar (view_position, sex, age; other scalar fields as extras); a
+    sidecar outside ``allowed_roots`` (a symlink pointing out) is refused unread."""
     path = image.with_suffix(".json")
     if not path.is_file():
         return None
+    confine(path, allowed_roots, "metadata sidecar")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: unreadable metadata sidecar ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: unreadable metadata sidecar (not UTF-8 at offset {exc.start})") from None
+    except (OSError, json.JSONDecodeError, RecursionError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: unreadable metadata sidecar ({detail})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: metadata sidecar must be a JSON object")
     scalars = {str(k): str(v) for k, v in data.items() if isinstance(v, str | int | float | bool) and k != "seed"}
@@ -281,6 +344,7 @@ def pair_to_comparison(
     image_root: Path | None = None,
     reports_root: Path | None = None,
     decode_images: bool = False,
+    allowed_roots: Sequence[Path] | None = None,
     set1_name: str | None = None,
     set2_name: str | None = None,
 ) -> LoadedComparison:
@@ -302,7 +366,7 @@ def pair_to_comparison(
         seen: set[str] = set()
         for raw in raw_images:
             path = _resolve_image(raw, roots)
-            problem = _check_image(path, decode_images)
+            problem = _check_image(path, decode_images, allowed_roots)
             if problem:
                 skipped.append(SkippedItem(item=f"[{group_name}] {raw}", reason=problem))
                 continue
@@ -320,9 +384,9 @@ def pair_to_comparison(
                 Study(
                     study_id=study_id,
                     image_paths=[path],
-                    report=_read_text(report_path) if report_path else None,
+                    report=_read_text(report_path, allowed_roots) if report_path else None,
                     report_path=report_path,
-                    metadata=sidecar_metadata(path) or _mimic_metadata(raw),
+                    metadata=sidecar_metadata(path, allowed_roots) or _mimic_metadata(raw),
                 )
             )
         sets.append(StudySet(name=group_name, description=description.strip(), studies=studies))
@@ -336,13 +400,20 @@ def load_jsonl_pair(
     image_root: Path | None = None,
     reports_root: Path | None = None,
     decode_images: bool = False,
+    allowed_roots: Sequence[Path] | None = None,
 ) -> LoadedComparison:
     """Load pair number ``index`` (0-based) of a JSONL pair file as a comparison."""
     pairs = read_pairs(jsonl_path)
     if not 0 <= index < len(pairs):
         raise InputError(f"{jsonl_path}: pair index {index} out of range (file has {len(pairs)} pairs)")
     root = image_root or Path(jsonl_path).parent
-    return pair_to_comparison(pairs[index], image_root=root, reports_root=reports_root, decode_images=decode_images)
+    return pair_to_comparison(
+        pairs[index],
+        image_root=root,
+        reports_root=reports_root,
+        decode_images=decode_images,
+        allowed_roots=allowed_roots,
+    )
 
 
 def _folder_images(folder: Path, label: str) -> tuple[list[Path], list[SkippedItem]]:
@@ -368,6 +439,7 @@ def load_folders(
     name_a: str | None = None,
     name_b: str | None = None,
     decode_images: bool = False,
+    allowed_roots: Sequence[Path] | None = None,
 ) -> LoadedComparison:
     """Two folders of images (searched recursively), one study per image; a sidecar ``.txt`` is its report.
 
@@ -390,19 +462,21 @@ def load_folders(
     ids = [{p.relative_to(folder).with_suffix("").as_posix(): p for p in imgs} for _, folder, imgs in found]
     clash = set(ids[0]) & set(ids[1])
     for key in sorted(clash):
+        confine(ids[0][key], allowed_roots, "image")
+        confine(ids[1][key], allowed_roots, "image")
         if content_hash(ids[0][key]) == content_hash(ids[1][key]):
             raise InputError(f"{ids[1][key]}: same image as {ids[0][key]}; study {key!r} is present in both groups")
     for index, (label, _folder, _images) in enumerate(found):
         studies = []
         for study_id, path in ids[index].items():
-            problem = _check_image(path, decode_images)
+            problem = _check_image(path, decode_images, allowed_roots)
             if problem:
                 skipped.append(SkippedItem(item=f"[{label}] {path}", reason=problem))
                 continue
             sid = f"{'AB'[index]}:{study_id}" if study_id in clash else study_id
             sidecar = path.with_suffix(".txt")
-            report = _read_text(sidecar) if sidecar.is_file() else None
-            meta = sidecar_metadata(path) or StudyMetadata()
+            report = _read_text(sidecar, allowed_roots) if sidecar.is_file() else None
+            meta = sidecar_metadata(path, allowed_roots) or StudyMetadata()
             studies.append(
                 Study(
                     study_id=sid,
@@ -424,17 +498,29 @@ def load_comparison(
     image_root: Path | None = None,
     reports_root: Path | None = None,
     decode_images: bool = False,
+    allowed_roots: Sequence[Path] | None = None,
 ) -> LoadedComparison:
     """Load a comparison from two folders, a CSV, or a JSONL pair file (``pair_index`` picks the line)."""
     first = Path(source_a)
     if source_b is not None:
-        return load_folders(first, Path(source_b), decode_images=decode_images)
+        return load_folders(first, Path(source_b), decode_images=decode_images, allowed_roots=allowed_roots)
     suffix = first.suffix.lower()
     if suffix == ".csv":
-        return load_csv(first, image_root=image_root, reports_root=reports_root, decode_images=decode_images)
+        return load_csv(
+            first,
+            image_root=image_root,
+            reports_root=reports_root,
+            decode_images=decode_images,
+            allowed_roots=allowed_roots,
+        )
     if suffix in (".jsonl", ".json"):
         return load_jsonl_pair(
-            first, pair_index, image_root=image_root, reports_root=reports_root, decode_images=decode_images
+            first,
+            pair_index,
+            image_root=image_root,
+            reports_root=reports_root,
+            decode_images=decode_images,
+            allowed_roots=allowed_roots,
         )
     raise InputError(f"{first}: expected two folders, a .csv file or a .jsonl pair file")
 

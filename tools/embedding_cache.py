@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -34,7 +35,7 @@ import numpy as np
 from tools.backends.base import image_cache_key, text_cache_key
 from tools.domain import InputError, SkippedItem, Study
 from tools.images import content_hash, load_image
-from tools.sqlite_store import open_wal_store
+from tools.sqlite_store import is_corruption, move_aside, open_wal_store
 
 if TYPE_CHECKING:
     from tools.backends.base import ImageTextModel
@@ -63,10 +64,19 @@ CREATE TABLE IF NOT EXISTS files (
 """
 
 
-def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
-    name = getattr(exc, "sqlite_errorname", "")
-    text = str(exc).lower()
-    return name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or "malformed" in text or "not a database" in text
+UNIT_NORM_TOLERANCE = 0.01
+"""A cached row is served only when its norm is within this of 1 (the backends return unit rows; float16 rounding
+moves a norm by under 1e-3): a zeroed, scaled or bit-flipped row is recomputed instead."""
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+"""A memoised file hash is used only when it is a well-formed SHA-256 (else the file is hashed again)."""
+
+
+def _is_unit_row(vec: np.ndarray) -> bool:
+    if vec.size == 0 or not np.all(np.isfinite(vec)):
+        return False
+    return abs(float(np.linalg.norm(vec.astype(np.float32))) - 1.0) <= UNIT_NORM_TOLERANCE
 
 
 def to_float16(vectors: np.ndarray) -> np.ndarray:
@@ -128,19 +138,13 @@ class EmbeddingCache:
         return conn
 
     def _rebuild(self, exc: BaseException) -> None:
-        from filelock import FileLock
-
         message = f"embedding cache {self.path} is corrupt ({exc}); moving it aside and rebuilding"
         warnings.warn(message, RuntimeWarning, stacklevel=3)
         log.warning(message)
         if self._conn is not None:
             self._conn.close()
         self._conn = None
-        with FileLock(str(self.path) + ".lock", timeout=self.timeout_s):
-            for suffix in ("", "-wal", "-shm"):
-                part = Path(str(self.path) + suffix)
-                if part.exists():
-                    os.replace(part, Path(str(self.path) + ".corrupt" + suffix))
+        move_aside(self.path, self.timeout_s)
         self.rebuilt = True
 
     def _run(self, action: Callable[[sqlite3.Connection], T]) -> T:
@@ -150,7 +154,7 @@ class EmbeddingCache:
                 try:
                     return action(self._connect())
                 except sqlite3.DatabaseError as exc:
-                    if attempt or not _is_corruption(exc):
+                    if attempt or not is_corruption(exc):
                         raise
                     self._rebuild(exc)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -190,16 +194,17 @@ class EmbeddingCache:
                 )
                 for name, blob in rows:
                     vec = np.frombuffer(blob, dtype=np.float16) if len(blob) % 2 == 0 else np.zeros(0, np.float16)
-                    if vec.size == 0 or not np.all(np.isfinite(vec)):
+                    if not _is_unit_row(vec):
                         bad.append(name)
                         continue
                     found[name] = vec.astype(np.float32)
             if bad:
-                log.warning("embedding cache: %d unreadable %s rows ignored and recomputed", len(bad), table)
-            dims = {v.size for v in found.values()}
-            if len(dims) > 1:
-                log.warning("embedding cache: %s rows of %s disagree on dimension; recomputing them", table, key)
-                return {}
+                log.warning("embedding cache: %d %s rows unreadable or not unit rows; recomputed", len(bad), table)
+            sizes = [v.size for v in found.values()]
+            if len(set(sizes)) > 1:  # keep the rows of the usual dimension; the odd ones are recomputed
+                usual = max(set(sizes), key=sizes.count)
+                log.warning("embedding cache: %s rows of %s disagree on dimension; odd ones recomputed", table, key)
+                return {name: vec for name, vec in found.items() if vec.size == usual}
             return found
 
         return self._run(action)
@@ -299,7 +304,7 @@ class EmbeddingCache:
         fresh: list[tuple[str, int, int, str]] = []
         for resolved, (path, size, mtime) in stats.items():
             memo = known.get(resolved)
-            if memo is not None and memo[0] == size and memo[1] == mtime:
+            if memo is not None and memo[0] == size and memo[1] == mtime and _SHA256.fullmatch(str(memo[2])):
                 out[path] = memo[2]
                 continue
             try:

@@ -15,6 +15,11 @@ from PIL import Image, UnidentifiedImageError
 
 from tools.domain import InputError
 
+MIN_IMAGE_SIDE = 8
+"""Images narrower or shorter than this (pixels) are refused: 1x1 placeholders, icons and broken exports carry
+nothing a model can read (real radiographs have hundreds of pixels a side)."""
+MAX_IMAGE_PIXELS = 64_000_000
+"""Images with more pixels than this (8000 x 8000) are refused before decoding (decompression bombs)."""
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg"}
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 IMAGE_SUFFIXES = RASTER_SUFFIXES | DICOM_SUFFIXES
@@ -39,6 +44,26 @@ def content_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _check_size(width: int, height: int, path: Path) -> None:
+    """Refuse images too small to be a study or too large to decode safely (before the pixels are read)."""
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise InputError(f"{path}: image too small ({width}x{height} pixels; at least {MIN_IMAGE_SIDE} per side)")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise InputError(f"{path}: image too large ({width}x{height} pixels; at most {MAX_IMAGE_PIXELS:,} in all)")
+
+
+def _depth_scale(max_value: float) -> float:
+    """The full-scale value of integer pixel data: the smallest of 8, 10, 12, 14 or 16 bits holding its maximum.
+
+    A 16-bit container often holds 10-, 12- or 14-bit detector data; dividing 12-bit values by 65535 would
+    read them as near-black. Data over 16 bits is scaled by its own maximum.
+    """
+    for bits in (8, 10, 12, 14, 16):
+        if max_value <= (1 << bits) - 1:
+            return float((1 << bits) - 1)
+    return float(max_value)
+
+
 def _normalise(array: np.ndarray, path: Path) -> np.ndarray:
     array = np.asarray(array, dtype=np.float32)
     if array.ndim != 2 or min(array.shape) < 2:
@@ -60,18 +85,20 @@ def _has_image_signature(path: Path) -> bool:
 def _read_raster(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
+            _check_size(img.width, img.height, path)
             img.load()
             mode = img.mode
             if mode in ("I;16", "I;16B", "I;16L", "I"):
-                array = np.asarray(img, dtype=np.float32)
-                max_value = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
-                return np.clip(array / max_value, 0.0, 1.0)
+                array = np.clip(np.asarray(img, dtype=np.float32), 0.0, None)
+                return np.clip(array / _depth_scale(float(array.max())), 0.0, 1.0)
             if mode == "F":
                 return _normalise(np.asarray(img), path)
             gray = img if mode in ("L", "1") else img.convert("L")
             return np.asarray(gray, dtype=np.float32) / 255.0
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
+    except Image.DecompressionBombError:
+        raise InputError(f"{path}: image too large (more than {MAX_IMAGE_PIXELS:,} pixels; refused unread)") from None
     except UnidentifiedImageError:
         if _has_image_signature(path):
             raise InputError(f"{path}: corrupt image (unreadable header)") from None
@@ -91,6 +118,8 @@ def _read_dicom(path: Path) -> np.ndarray:
         raise InputError(f"{path}: reading DICOM needs pydicom (pip install pydicom): {exc}") from None
     try:
         ds = pydicom.dcmread(path)
+        if "Rows" in ds and "Columns" in ds:
+            _check_size(int(ds.Columns), int(ds.Rows), path)
         pixels = ds.pixel_array
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None

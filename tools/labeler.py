@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
+from tools.untrusted import instruction_like
 from tools.vocabulary import FINDINGS, LOBES, TIP_PATTERNS
 
 Status = Literal["positive", "negated", "uncertain"]
@@ -658,5 +659,7 @@ def label_report(text: str) -> ReportLabels:
     sentences = split_sentences(text or "")
     labels = ReportLabels(sentences=sentences)
     for i, sentence in enumerate(sentences):
+        if instruction_like(sentence):  # text written to steer a model is not a finding
+            continue
         labels.mentions.extend(label_sentence(sentence, i))
     return labels

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -37,3 +38,24 @@ def open_wal_store(
         conn.close()
         raise
     return conn
+
+
+def is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    """True when ``exc`` says the file is not a (healthy) SQLite database: garbage, truncated, bad pages."""
+    name = getattr(exc, "sqlite_errorname", "")
+    text = str(exc).lower()
+    return name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or "malformed" in text or "not a database" in text
+
+
+def move_aside(path: Path, timeout_s: float) -> Path:
+    """Move a broken store (and its ``-wal``/``-shm`` files) to ``<path>.corrupt`` under the store's file lock, so
+    the next open starts an empty one; returns the new location. Nothing is deleted."""
+    from filelock import FileLock
+
+    target = Path(str(path) + ".corrupt")
+    with FileLock(str(path) + ".lock", timeout=timeout_s):
+        for suffix in ("", "-wal", "-shm"):
+            part = Path(str(path) + suffix)
+            if part.exists():
+                os.replace(part, Path(str(target) + suffix))
+    return target

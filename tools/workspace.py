@@ -204,6 +204,7 @@ class Workspace:
         self.skipped: list[SkippedItem] = []
         self._studies: list[tuple[GroupLabel, Study]] = comparison.all_studies()
         self._by_id = {s.study_id: (g, s) for g, s in self._studies}
+        self._by_path = {str(p): s.study_id for _, s in self._studies for p in s.image_paths}
         self._model: Any = None
         self._describer: Any = None
         self._cache: Any = None
@@ -228,11 +229,14 @@ class Workspace:
             self.on_tool_call(record)
 
     def _skip(self, items: Sequence[SkippedItem]) -> None:
-        known = {(s.item, s.reason) for s in self.skipped}
+        """Record skipped inputs once per study: a tool naming a study's image file counts as that study, and
+        a study skipped again (by another tool, for another reason) keeps its first reason."""
+        known = {s.item for s in self.skipped}
         for item in items:
-            if (item.item, item.reason) not in known:
-                self.skipped.append(item)
-                known.add((item.item, item.reason))
+            study_id = self._by_path.get(item.item, item.item)
+            if study_id not in known:
+                self.skipped.append(item.model_copy(update={"item": study_id}))
+                known.add(study_id)
                 log.warning("skipped %s", item.reason)
 
     @property
@@ -459,13 +463,32 @@ class Workspace:
     def zoom(
         self, region: str, hypotheses: Sequence[Hypothesis], *, n_per_group: int = 40, round_: int = 0
     ) -> tuple[list[ScoredHypothesis], dict[str, Any]]:
-        """Crop ``region`` from sampled studies of both groups (from the original images) and re-score there."""
+        """Crop ``region`` from sampled studies of both groups (from the original images) and re-score there.
+
+        A failure (an unknown region, no usable crop in a group) is recorded as a failed tool call and raised
+        as :class:`InputError` for the caller to report.
+        """
+        started = time.perf_counter()
+        args = {"region": region, "hypotheses": [h.text for h in hypotheses], "n_per_group": n_per_group}
+        try:
+            return self._zoom(region, hypotheses, n_per_group, round_, started, args)
+        except InputError as exc:
+            self._record("localize_and_zoom", args, started, f"zoom into {region!r} failed", error=str(exc))
+            raise
+
+    def _zoom(
+        self,
+        region: str,
+        hypotheses: Sequence[Hypothesis],
+        n_per_group: int,
+        round_: int,
+        started: float,
+        args: dict[str, Any],
+    ) -> tuple[list[ScoredHypothesis], dict[str, Any]]:
         from tools.grids import build_ab_grid
         from tools.regions import crop_paths
         from tools.scoring import score_texts
 
-        started = time.perf_counter()
-        args = {"region": region, "hypotheses": [h.text for h in hypotheses], "n_per_group": n_per_group}
         groups: tuple[GroupLabel, GroupLabel] = ("A", "B")
         chosen = {g: self._sample(g, n_per_group, self.seed + 7919, set(), False) for g in groups}
         crops: dict[str, list[np.ndarray]] = {}

@@ -22,8 +22,8 @@ from agent.schemas import Decision, Proposal, ProposedHypothesis
 from agent.state import Observation
 from prompts import load_prompt
 from tools.domain import Hypothesis, InputError, ScoredHypothesis
-from tools.reports import UNTRUSTED_NOTICE, quote_untrusted
 from tools.settings import openai_credentials
+from tools.untrusted import UNTRUSTED_NOTICE, quote_inline, quote_untrusted, quoted_ids
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +151,8 @@ class LLMPolicy:
         comparison = ws.comparison if ws is not None else None
         prompt = load_prompt("hypothesize.md").format(
             question=_question(observations) or "(none: describe the main differences)",
-            name_a=comparison.set_a.name if comparison else "A",
-            name_b=comparison.set_b.name if comparison else "B",
+            name_a=quote_inline(comparison.set_a.name) if comparison else '"A"',
+            name_b=quote_inline(comparison.set_b.name) if comparison else '"B"',
             n_a=len(comparison.set_a) if comparison else "?",
             n_b=len(comparison.set_b) if comparison else "?",
             evidence=render_evidence(observations),
@@ -243,13 +243,19 @@ def render_evidence(observations: Sequence[Observation], max_chars: int = 12000)
     parts: list[str] = []
     for obs in observations:
         if obs.kind == "description":
-            body = "\n".join(f"  [{sid}] {t}" for sid, t in zip(obs.study_ids, obs.texts, strict=False))
-            parts.append(f"Image descriptions, group {obs.group} (round {obs.round}):\n{body}")
+            body = "\n".join(
+                f"  [{quote_inline(sid)}] {quote_untrusted(t, 'description')}"
+                for sid, t in zip(obs.study_ids, obs.texts, strict=False)
+            )
+            parts.append(f"{UNTRUSTED_NOTICE}\nImage descriptions, group {obs.group} (round {obs.round}):\n{body}")
         elif obs.kind == "reports":
             body = "\n".join(
-                f"  [{sid}] {quote_untrusted(t, 'report')}" for sid, t in zip(obs.study_ids, obs.texts, strict=False)
+                f"  [{quote_inline(sid)}] {quote_untrusted(t, 'report')}"
+                for sid, t in zip(obs.study_ids, obs.texts, strict=False)
             )
             parts.append(f"{UNTRUSTED_NOTICE}\nReports, group {obs.group} (round {obs.round}):\n{body}")
+        elif obs.kind == "zoom" and obs.data.get("error"):
+            parts.append(f"Zoom into {obs.data.get('region')} failed: {obs.data['error']}")
         elif obs.kind == "zoom":
             parts.append(f"Zoom into {obs.data.get('region')}: {json.dumps(obs.data.get('aurocs', {}))}")
     text = "\n\n".join(parts)
@@ -265,6 +271,6 @@ def _render_scored(scored: Sequence[ScoredHypothesis], k: int) -> str:
         lines.append(
             f"- {s.hypothesis.text} (more in {s.hypothesis.group}){where}: AUROC {s.directional_auroc:.3f} "
             f"CI {s.directional_ci[0]:.3f}-{s.directional_ci[1]:.3f} q={s.score.q_value:.2g}; "
-            f"typical A {', '.join(s.evidence_a) or '-'}; typical B {', '.join(s.evidence_b) or '-'}"
+            f"typical A {quoted_ids(s.evidence_a)}; typical B {quoted_ids(s.evidence_b)}"
         )
     return "\n".join(lines)

@@ -318,7 +318,7 @@ class BenchRunner:
         return done
 
     def _run_agent(self, pair: BenchPair) -> RunResult:
-        from graphs.run import load_result, run_agent
+        from graphs.run import RunLockedError, load_result, run_agent
 
         context = self._context(pair.pair_id)
         run_dir = Path(context.run_dir)
@@ -327,11 +327,13 @@ class BenchRunner:
         if (run_dir / "checkpoints.sqlite").is_file():
             try:
                 return run_agent(None, context, resume=True)
+            except RunLockedError:
+                raise  # another process is running this pair: never remove its folder
             except InputError as exc:  # no checkpoint was written before the interruption: start over
                 log.info("pair %s: %s; starting it again", pair.pair_id, exc)
                 shutil.rmtree(run_dir)
         loaded = pair.load()
-        return run_agent(loaded.comparison, context)
+        return run_agent(loaded.comparison, context, skipped=loaded.skipped)
 
     def _judge(self, pair: BenchPair, result: RunResult) -> list[JudgedHypothesis]:
         top = result.ranked[: self.judge_top]

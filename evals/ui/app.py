@@ -31,8 +31,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.context import RunContext
 from graphs.report_html import ScoreRows, distribution_figure, read_score_rows, score_rows, typical_studies
+from tools.datasets import LoadedComparison, inside_roots
 from tools.differences import covarying_line, difference_line
-from tools.domain import Comparison, GroupLabel, Hypothesis, InputError, RunResult, ScoredHypothesis
+from tools.domain import Comparison, GroupLabel, Hypothesis, InputError, RunResult, ScoredHypothesis, SkippedItem
+from tools.settings import Settings
 from tools.vocabulary import REGIONS
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,26 @@ class AppConfig(BaseModel):
     seed: int = 0
     preset_n: int | None = Field(default=None, ge=2, description="Studies per group of presets (None: preset's).")
     context: dict[str, Any] = Field(default_factory=dict, description="Further RunContext overrides.")
+    settings: Settings | None = Field(
+        default=None,
+        description="The project settings the app was started with (device, dtype, batch size, remote code); "
+        "the fields above override theirs. None: the defaults.",
+    )
+
+    def run_settings(self) -> Settings:
+        """The one settings object of this app's runs: ``settings`` with this config's models, seed and cache."""
+        base = self.settings if self.settings is not None else Settings(cache_dir=self.cache_dir)
+        return base.model_copy(
+            update={
+                "cache_dir": self.cache_dir,
+                "output_dir": self.output_dir,
+                "llm": self.llm,
+                "llm_base_url": self.llm_base_url,
+                "scorer": self.scorer,
+                "describer": self.describer,
+                "seed": self.seed,
+            }
+        )
 
     @property
     def preset_dir(self) -> Path:
@@ -85,9 +107,8 @@ def check_path(raw: str | Path, roots: list[Path], what: str = "path") -> Path:
     if not text:
         raise InputError(f"{what}: empty; give a file or folder path")
     path = Path(text).expanduser().resolve()
-    for root in roots:
-        if path == root or path.is_relative_to(root):
-            return path
+    if inside_roots(path, roots):
+        return path
     shown = ", ".join(str(r) for r in roots) or "(none)"
     raise InputError(
         f"{what} {text!r} is outside the folders this app may read ({shown}); restart with --root to allow it"
@@ -105,6 +126,13 @@ def load_source(
     config: AppConfig, kind: str, first: str = "", second: str = "", preset: str = "effusion", pair_index: int = 0
 ) -> Comparison:
     """Load the two sets chosen in the app (every path checked against the roots)."""
+    return load_source_with_skips(config, kind, first, second, preset, pair_index).comparison
+
+
+def load_source_with_skips(
+    config: AppConfig, kind: str, first: str = "", second: str = "", preset: str = "effusion", pair_index: int = 0
+) -> LoadedComparison:
+    """:func:`load_source` with what the loader skipped (the runs list those inputs in their results)."""
     from tools.datasets import load_comparison, load_jsonl_pair
 
     roots = config.readable_roots()
@@ -117,19 +145,19 @@ def load_source(
         if config.preset_n is not None:
             spec = spec.model_copy(update={"n_a": config.preset_n, "n_b": config.preset_n})
         jsonl = build_pair(spec, config.preset_dir, seed=config.seed, cache_dir=config.cache_dir)
-        comparison = load_jsonl_pair(jsonl, 0).comparison
+        loaded = load_jsonl_pair(jsonl, 0, allowed_roots=roots)
     elif kind == "Two folders":
         folders = (check_path(first, roots, "folder A"), check_path(second, roots, "folder B"))
-        comparison = load_comparison(*folders).comparison
+        loaded = load_comparison(*folders, allowed_roots=roots)
     elif kind == "CSV file":
-        comparison = load_comparison(check_path(first, roots, "CSV file")).comparison
+        loaded = load_comparison(check_path(first, roots, "CSV file"), allowed_roots=roots)
     elif kind == "Benchmark pair (JSONL)":
         path = check_path(first, roots, "JSONL file")
-        comparison = load_jsonl_pair(path, int(pair_index), image_root=path.parent).comparison
+        loaded = load_jsonl_pair(path, int(pair_index), image_root=path.parent, allowed_roots=roots)
     else:
         raise InputError(f"source kind {kind!r}: unknown (choose one of {', '.join(SOURCE_KINDS)})")
-    check_comparison_paths(comparison, roots)
-    return comparison
+    check_comparison_paths(loaded.comparison, roots)
+    return loaded
 
 
 # ---------------------------------------------------------------- message routing
@@ -231,6 +259,7 @@ class ChatSession:
     config: AppConfig
     comparison: Comparison
     runs: list[str] = field(default_factory=list)
+    load_skipped: list[SkippedItem] = field(default_factory=list)  # inputs the loader skipped
     user_scored: list[ScoredHypothesis] = field(default_factory=list)
     result: RunResult | None = None
     rows: ScoreRows = field(default_factory=dict)
@@ -253,6 +282,7 @@ class ChatSession:
             "describer": self.config.describer,
             "max_rounds": max_rounds or self.config.max_rounds,
             "seed": self.config.seed,
+            "settings": self.config.run_settings(),
             **self.config.context,
             "run_id": run_id,
             "run_dir": self.config.output_dir / run_id,
@@ -267,6 +297,7 @@ class ChatSession:
             ctx = self.context(self.thread)
             self._workspace = open_workspace(
                 self.comparison,
+                settings=ctx.settings,
                 scorer=ctx.scorer,
                 describer=ctx.describer,
                 seed=ctx.seed,
@@ -462,6 +493,10 @@ def _result_text(result: RunResult, top: int = 5) -> str:
     if result.covarying:
         lines.append(f"**Co-varying signals, not differences** ({len(result.covarying)}):")
         lines += [f"- {as_text(covarying_line(c))}" for c in result.covarying[:top]]
+    if result.skipped:
+        from graphs.run import skipped_summary
+
+        lines.append(f"{skipped_summary(result)} (see the report).")
     lines.append(
         f"The table lists every tested hypothesis ({len(result.ranked)}); select a row to see its images and score "
         "distributions."
@@ -527,7 +562,9 @@ def stream_run(
     def work() -> None:
         try:
             comparison = None if resume else session.comparison
-            box["result"] = run_agent(comparison, ctx, question=question, resume=resume, on_event=on_event)
+            box["result"] = run_agent(
+                comparison, ctx, question=question, resume=resume, on_event=on_event, skipped=session.load_skipped
+            )
         except Exception as exc:  # reported in the chat below, with its type
             log.exception("run %s failed", run_id)
             box["error"] = exc
@@ -721,8 +758,11 @@ def build_app(config: AppConfig) -> Any:
         session = session_of(thread)
         try:
             if session is None:
-                comparison = load_source(config, kind, first, second, preset, int(pair_index or 0))
-                session = ChatSession(thread=new_thread_id(), config=config, comparison=comparison)
+                loaded = load_source_with_skips(config, kind, first, second, preset, int(pair_index or 0))
+                comparison = loaded.comparison
+                session = ChatSession(
+                    thread=new_thread_id(), config=config, comparison=comparison, load_skipped=list(loaded.skipped)
+                )
                 with _SESSIONS_LOCK:
                     _SESSIONS[session.thread] = session
                 a, b = comparison.set_a, comparison.set_b
@@ -730,7 +770,8 @@ def build_app(config: AppConfig) -> Any:
                     {
                         "role": "assistant",
                         "content": f"Loaded A: {as_text(a.name)} ({len(a)} studies) and B: {as_text(b.name)} "
-                        f"({len(b)} studies). Thread {as_text(session.thread)}.",
+                        f"({len(b)} studies); {len(loaded.skipped)} inputs skipped while loading (listed in the "
+                        f"run's result). Thread {as_text(session.thread)}.",
                     }
                 )
             for _ in handle_message(session, message):

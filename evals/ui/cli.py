@@ -50,6 +50,7 @@ def _chat(args: argparse.Namespace) -> int:
         max_rounds=args.rounds,
         seed=settings.seed,
         preset_n=args.preset_n,
+        settings=settings,
     )
     if args.host != "127.0.0.1":
         print(f"warning: listening on {args.host}: other machines can reach this app")

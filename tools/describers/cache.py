@@ -2,23 +2,29 @@
 
 One SQLite database in WAL mode (``Settings().cache_dir / "descriptions" / "descriptions.sqlite"``):
 several processes may read and write it at once, and a crash never leaves a half-written entry (each
-write is one transaction). Only successful descriptions are stored; errors are never cached.
+write is one transaction). Only successful descriptions are stored; errors are never cached. Each entry
+carries a checksum of its key and text; a broken file is moved aside and rebuilt (:class:`DescriptionCache`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from tools.describers.base import Describer, DescriberError, array_hash
 from tools.images import content_hash, load_image
 from tools.settings import Settings
-from tools.sqlite_store import open_wal_store
+from tools.sqlite_store import is_corruption, move_aside, open_wal_store
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS descriptions (
@@ -28,12 +34,16 @@ CREATE TABLE IF NOT EXISTS descriptions (
     prompt TEXT NOT NULL,
     image_hash TEXT NOT NULL,
     text TEXT NOT NULL,
+    checksum TEXT NOT NULL,
     created REAL NOT NULL DEFAULT (julianday('now'))
 )
 """
+_COLUMNS = ("key", "backend", "model_id", "prompt", "image_hash", "text", "checksum", "created")
 
 ImageSource = np.ndarray | Path
 """An image given either as a canonical array or as a file (loaded only on a cache miss)."""
+
+log = logging.getLogger(__name__)
 
 
 def description_key(backend: str, model_id: str, prompt: str, image_hash: str) -> str:
@@ -42,61 +52,102 @@ def description_key(backend: str, model_id: str, prompt: str, image_hash: str) -
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-class DescriptionCache:
-    """A process-safe SQLite store of descriptions; ``get_many`` / ``put_many`` work in one transaction."""
+def entry_checksum(key: str, text: str) -> str:
+    """Checksum stored with each entry: SHA-256 of the key and the text (a row that fails it is not served)."""
+    return hashlib.sha256(f"{key}\0{text}".encode()).hexdigest()
 
-    def __init__(self, path: Path) -> None:
+
+class _OtherSchema(sqlite3.DatabaseError):
+    """The file is a SQLite database, but not a description cache of this schema."""
+
+
+class DescriptionCache:
+    """A process-safe SQLite store of descriptions; ``get_many`` / ``put_many`` work in one transaction.
+
+    A file that is not a database, has broken pages or another schema is moved aside (``<path>.corrupt``) with
+    a warning and rebuilt empty; a row whose checksum does not match its text is ignored and described again.
+    """
+
+    def __init__(self, path: Path, *, timeout_s: float = 60.0) -> None:
         self.path = Path(path)
+        self.timeout_s = timeout_s
+        self.rebuilt = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            open_wal_store(self.path, _SCHEMA, 60.0).close()
-        except sqlite3.Error as exc:
-            raise DescriberError(f"{self.path}: cannot open the description cache ({exc})") from None
         except OSError as exc:
             raise DescriberError(f"{self.path}: cannot create the description cache ({exc.strerror or exc})") from None
+        self._run(lambda conn: None)  # create or check the store now
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=60.0)
-        conn.execute("PRAGMA busy_timeout=60000")
+    def _open(self) -> sqlite3.Connection:
+        conn = open_wal_store(self.path, _SCHEMA, self.timeout_s)
+        try:
+            columns = tuple(str(row[1]) for row in conn.execute("PRAGMA table_info(descriptions)"))
+            if columns != _COLUMNS:
+                raise _OtherSchema(f"another schema (columns: {', '.join(columns)})")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
+    def _run(self, action: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``action`` on a fresh connection; a broken file is moved aside and rebuilt once, then retried."""
+        for attempt in (0, 1):
+            try:
+                conn = self._open()
+                try:
+                    return action(conn)
+                finally:
+                    conn.close()
+            except sqlite3.DatabaseError as exc:
+                if attempt or not (isinstance(exc, _OtherSchema) or is_corruption(exc)):
+                    raise DescriberError(f"{self.path}: description cache failed ({exc})") from None
+                message = f"description cache {self.path} is unusable ({exc}); moving it aside and rebuilding"
+                warnings.warn(message, RuntimeWarning, stacklevel=3)
+                log.warning(message)
+                move_aside(self.path, self.timeout_s)
+                self.rebuilt = True
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def get_many(self, keys: Iterable[str]) -> dict[str, str]:
-        """Return ``{key: text}`` for the keys present in the cache."""
+        """Return ``{key: text}`` for the keys present in the cache whose checksum matches."""
         wanted = list(dict.fromkeys(keys))
-        found: dict[str, str] = {}
-        conn = self._connect()
-        try:
+
+        def action(conn: sqlite3.Connection) -> dict[str, str]:
+            found: dict[str, str] = {}
+            bad = 0
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                rows = conn.execute(f"SELECT key, text FROM descriptions WHERE key IN ({marks})", chunk)
-                found.update({str(k): str(t) for k, t in rows})
-        finally:
-            conn.close()
-        return found
+                rows = conn.execute(f"SELECT key, text, checksum FROM descriptions WHERE key IN ({marks})", chunk)
+                for key, text, checksum in rows:
+                    if isinstance(text, str) and checksum == entry_checksum(str(key), text):
+                        found[str(key)] = text
+                    else:
+                        bad += 1
+            if bad:
+                log.warning("description cache %s: %d entries failed their checksum; describing again", self.path, bad)
+            return found
+
+        return self._run(action)
 
     def put_many(self, entries: Iterable[tuple[str, str, str, str, str, str]]) -> None:
         """Store ``(key, backend, model_id, prompt, image_hash, text)`` rows in one transaction."""
-        rows = list(entries)
+        rows = [(*row, entry_checksum(row[0], row[5])) for row in entries]
         if not rows:
             return
-        conn = self._connect()
-        try:
+
+        def action(conn: sqlite3.Connection) -> None:
             with conn:
                 conn.executemany(
-                    "INSERT OR REPLACE INTO descriptions (key, backend, model_id, prompt, image_hash, text) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO descriptions "
+                    "(key, backend, model_id, prompt, image_hash, text, checksum) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
-        finally:
-            conn.close()
+
+        self._run(action)
 
     def __len__(self) -> int:
-        conn = self._connect()
-        try:
-            return int(conn.execute("SELECT COUNT(*) FROM descriptions").fetchone()[0])
-        finally:
-            conn.close()
+        return self._run(lambda conn: int(conn.execute("SELECT COUNT(*) FROM descriptions").fetchone()[0]))
 
 
 def default_description_cache(settings: Settings | None = None) -> DescriptionCache:
