@@ -323,6 +323,7 @@ def report(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         confounders=ws.confounders(ranked[: context.top_k]),
         settings=context.model_dump(mode="json"),
         seconds=round(time.time() - budget.started_at, 2),
+        mode="reports" if context.scores_reports else "images",
     )
     return {"result": result}
 

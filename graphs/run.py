@@ -97,6 +97,11 @@ def run_agent(
     with checkpointer(run_dir / "checkpoints.sqlite") as saver:
         graph = compile_graph(saver)
         snapshot = graph.get_state(config)
+        source = comparison if comparison is not None else (snapshot.values or {}).get("comparison")
+        if isinstance(source, Comparison) and source.report_only and not context.scores_reports:
+            log.info("run %s: no study has an image; running in report-only mode", context.run_id)
+            trace.event("report_only", reason="no study has an image: report-text scorer, no describe or zoom")
+            context = context.report_only()
         if resume:
             if not snapshot.values:
                 raise InputError(f"run {context.run_id!r}: nothing to resume (no checkpoint in {run_dir})")
@@ -166,6 +171,11 @@ def result_markdown(result: RunResult, top: int = 15) -> str:
         f"Run `{result.run_id}`: {result.rounds} rounds, stopped because {result.stop_reason or 'done'}; "
         f"{result.n_skipped} inputs skipped; {result.seconds:.1f} s.",
         "",
+        *(
+            ["Report-only mode: hypotheses were scored on report text; no image was described or scored.", ""]
+            if result.mode == "reports"
+            else []
+        ),
         "| # | difference | more in | AUROC | 95% CI | q-value | region | evidence A | evidence B |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -189,7 +199,7 @@ def result_markdown(result: RunResult, top: int = 15) -> str:
 def result_summary(result: RunResult, top: int = 5) -> str:
     """A few plain lines for a terminal: the top differences with AUROC and CI, then the confounder check's
     warnings."""
-    lines = []
+    lines = ["report-only mode: scored on report text, no images"] if result.mode == "reports" else []
     for i, s in enumerate(result.ranked[:top], start=1):
         lo, hi = s.directional_ci
         where = f" [{s.region}]" if s.region else ""
