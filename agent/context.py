@@ -64,7 +64,9 @@ class RunContext(BaseModel):
 
     def report_only(self) -> RunContext:
         """This context in report-only mode: hypotheses scored on report text, no image description or zoom."""
-        return self.model_copy(update={"scorer": "reports", "use_images": False, "use_zoom": False, "use_reports": True})
+        return self.model_copy(
+            update={"scorer": "reports", "use_images": False, "use_zoom": False, "use_reports": True}
+        )
 
     @property
     def scores_reports(self) -> bool:

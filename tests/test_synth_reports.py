@@ -9,7 +9,7 @@ from evals.synth import FINDING_SPECS, PlantedFinding, parse_report, random_find
 from evals.synth.bench import _fill_random
 from evals.synth.reports import phrase_bank
 from tools.iu_reports import load_iu_reports
-from tools.vocabulary import FINDINGS
+from tools.vocabulary import PLANTABLE_FINDINGS
 
 
 def _check_round_trip(findings: list[PlantedFinding], rng: np.random.Generator) -> str:
@@ -26,7 +26,7 @@ def _check_round_trip(findings: list[PlantedFinding], rng: np.random.Generator) 
 def test_every_finding_round_trips_with_every_attribute_value() -> None:
     rng = np.random.default_rng(0)
     for key in FINDING_SPECS:
-        for name, values in FINDINGS[key].attributes.items():
+        for name, values in PLANTABLE_FINDINGS[key].attributes.items():
             for value in values:
                 for _ in range(3):  # several phrasings
                     _check_round_trip([_fill_random(PlantedFinding(finding=key, attributes={name: value}), rng)], rng)
