@@ -81,3 +81,19 @@ def test_phrase_bank_is_mined_from_iu_reports() -> None:
 @pytest.mark.parametrize("text", ["", "FINDINGS: The lungs are clear.\nIMPRESSION: Normal chest."])
 def test_parse_normal_text(text: str) -> None:
     assert parse_report(text) == []
+
+
+def test_labeler_reads_only_plantable_findings_as_present_in_synthcxr_reports() -> None:
+    """The real-radiograph vocabulary must not invent findings in SynthCXR's reports: every finding the labeler
+    calls positive or uncertain in a simulated report is one SynthCXR planted (so SynthDiffBench's proposals
+    stay the same)."""
+    from tools.labeler import label_report
+
+    rng = np.random.default_rng(3)
+    prevalence = dict.fromkeys(FINDING_SPECS, 0.25)
+    for _ in range(300):
+        findings = random_findings(rng, prevalence)
+        report = write_report(findings, rng)
+        present = {k for k, v in label_report(report).summary.items() if v != "negated"}
+        extra = present - set(PLANTABLE_FINDINGS)
+        assert not extra, f"{sorted(extra)} read in: {report}"

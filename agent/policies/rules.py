@@ -251,9 +251,11 @@ class RulesPolicy:
                 if hyp.key not in tested and all(h.key != hyp.key for h in out):
                     out.append(hyp)
         out = out[: max(context.hypotheses_per_round, 1)]
-        # screen every finding of the vocabulary not yet tested with the scorer itself (one matrix product):
-        # descriptions can miss a difference that the image-text scores still show
-        for key in FINDINGS:
+        # screen findings not yet tested with the scorer itself (one matrix product): descriptions can miss a
+        # difference that the image-text scores still show. The screen covers the plantable findings (what the
+        # offline models can see) and every other finding of the vocabulary that some text calls present
+        mentioned = {k for k, e in table.items() if e.positive["A"] or e.positive["B"]}
+        for key in (k for k, f in FINDINGS.items() if f.plantable or k in mentioned):
             hyp = _hypothesis(
                 key, {}, "A", "vocabulary screen: direction set by the data", f"rules/round{round_}/screen"
             ).model_copy(update={"orient_by_data": True})
