@@ -97,3 +97,14 @@ def test_labeler_reads_only_plantable_findings_as_present_in_synthcxr_reports() 
         present = {k for k, v in label_report(report).summary.items() if v != "negated"}
         extra = present - set(PLANTABLE_FINDINGS)
         assert not extra, f"{sorted(extra)} read in: {report}"
+
+
+def test_synthcxr_reports_yield_no_open_vocabulary_phrases() -> None:
+    """SynthCXR's reports name only vocabulary findings: the open-vocabulary miner proposes nothing there (so it
+    adds no hypothesis to SynthDiffBench runs)."""
+    from tools.phrases import mine_phrases
+
+    rng = np.random.default_rng(4)
+    sick = [write_report(random_findings(rng, dict.fromkeys(FINDING_SPECS, 0.3)), rng) for _ in range(40)]
+    normal = [write_report([], rng) for _ in range(40)]
+    assert mine_phrases(sick, normal, min_gap=0.1) == []
