@@ -61,7 +61,9 @@ ANATOMY = frozenset(
     lingula lingular costophrenic angle angles diaphragm hemidiaphragm hemithorax pleural pleura parenchyma
     parenchymal airspace space field fields aspect portion level body bodies segment segmental spine vertebral
     vertebrae aorta aortic soft tissue tissues bone bones bony osseous structures structure silhouette contour
-    contours size volume volumes vascularity vasculature markings""".split()
+    contours size volume volumes vascularity vasculature markings svc ivc vena cava cavoatrial junction atrium
+    atrial ventricle brachiocephalic jugular subclavian axillary abdomen abdominal quadrant neck shoulder shoulders
+    clavicle clavicles humerus humeral rib ribs stomach carina trachea bronchus""".split()
 )
 _TOKEN = re.compile(r"[a-z][a-z'-]*[a-z]|[a-z]")
 

@@ -161,12 +161,20 @@ def text_support(hypotheses: Sequence[Hypothesis], observations: Sequence[Observ
     return out
 
 
+COMMON_ATTRIBUTE_SHARE = 0.5
+"""An attribute value goes into a finding's "most common" wording only when at least this share of the group's
+texts that call the finding state it: real reports grade and lateralise inconsistently, and a value a third of
+them state is not what the group has."""
+
+
 def _common_attributes(evidence: FindingEvidence, group: str) -> dict[str, str]:
     allowed = FINDINGS[evidence.finding].attributes
     out = {}
     for name, counter in evidence.attributes[group].items():
         if name in allowed and counter:
-            out[name] = counter.most_common(1)[0][0]
+            value, count = counter.most_common(1)[0]
+            if count >= COMMON_ATTRIBUTE_SHARE * evidence.positive[group]:
+                out[name] = value
     return out
 
 
