@@ -80,3 +80,14 @@ class RunContext(BaseModel):
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)
+
+    def report_only(self) -> RunContext:
+        """This context in report-only mode: hypotheses scored on report text, no image description or zoom."""
+        return self.model_copy(
+            update={"scorer": "reports", "use_images": False, "use_zoom": False, "use_reports": True}
+        )
+
+    @property
+    def scores_reports(self) -> bool:
+        """True when hypotheses are scored on report text (report-only mode or the reports_only ablation)."""
+        return self.scorer == "reports" and not self.use_images

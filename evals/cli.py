@@ -130,6 +130,8 @@ def _compare(args: argparse.Namespace) -> int:
         group = comparison.group(label)
         n_reports = sum(1 for s in group.studies if s.report)
         print(f"group {label}: {group.name!r}: {len(group)} studies, {n_reports} with reports")
+    if comparison.report_only:
+        print("report-only comparison (no images): hypotheses are scored on report text, no describe or zoom")
     print(f"while loading: {len(loaded.skipped)} inputs skipped, {len(loaded.warnings)} warnings")
     for item in loaded.skipped[:20]:
         print(f"  skipped {item.reason}")

@@ -358,6 +358,7 @@ def report(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         confounders=ws.confounders(ranked[: context.top_k]),
         settings=context.model_dump(mode="json"),
         seconds=round(run_seconds(budget, context), 2),
+        mode="reports" if context.scores_reports else "images",
     )
     return {"result": result}
 

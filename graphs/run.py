@@ -148,6 +148,11 @@ def _run_locked(
     with checkpointer(run_dir / "checkpoints.sqlite") as saver:
         graph = compile_graph(saver)
         snapshot = graph.get_state(config)
+        source = comparison if comparison is not None else (snapshot.values or {}).get("comparison")
+        if isinstance(source, Comparison) and source.report_only and not context.scores_reports:
+            log.info("run %s: no study has an image; running in report-only mode", context.run_id)
+            trace.event("report_only", reason="no study has an image: report-text scorer, no describe or zoom")
+            context = context.report_only()
         if resume:
             if not snapshot.values:
                 raise InputError(f"run {context.run_id!r}: nothing to resume (no checkpoint in {run_dir})")
@@ -228,6 +233,11 @@ def result_markdown(result: RunResult, top: int = 15) -> str:
         f"Run `{result.run_id}`: {result.rounds} rounds, stopped because {result.stop_reason or 'done'}; "
         f"{skipped_summary(result)}; {result.seconds:.1f} s.",
         "",
+        *(
+            ["Report-only mode: hypotheses were scored on report text; no image was described or scored.", ""]
+            if result.mode == "reports"
+            else []
+        ),
         "## Differences",
         "",
     ]
@@ -288,7 +298,8 @@ def skipped_summary(result: RunResult) -> str:
 def result_summary(result: RunResult, top: int = 5) -> str:
     """A few plain lines for a terminal: the summary, the differences, the co-varying signals (the first
     ``top``), how many hypotheses were tested, then the confounder check's warnings."""
-    lines = [result.summary, "", "differences:"] if result.summary else ["differences:"]
+    lines = ["report-only mode: scored on report text, no images"] if result.mode == "reports" else []
+    lines += [result.summary, "", "differences:"] if result.summary else ["differences:"]
     lines += [f"{i}. {difference_line(d)}" for i, d in enumerate(result.differences, start=1)] or ["(none)"]
     if result.covarying:
         lines += ["", f"co-varying signals, not differences ({len(result.covarying)}):"]

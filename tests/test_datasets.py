@@ -92,7 +92,12 @@ def test_csv_corrupt_image_skipped_when_decoding(tmp_path):
 @pytest.mark.parametrize(
     ("header", "rows", "message"),
     [
-        ("file,group_name", ["a.png,A"], "missing column 'path' (columns present: file, group_name)"),
+        (
+            "file,group_name",
+            ["a.png,A"],
+            "missing column 'path' (or 'report' / 'report_path' for report-only studies) "
+            "(columns present: file, group_name)",
+        ),
         ("path,group", ["a.png,A"], "missing column 'group_name'"),
         ("path,group_name", ["a.png,A", "b.png,B", "c.png,C"], "has 3 groups"),
         ("path,group_name", ["a.png,A"], "has 1 groups"),

@@ -140,7 +140,8 @@ def test_block_phrases_are_not_findings() -> None:
 def test_word_boundaries_and_plurals() -> None:
     assert status("Bilateral effusions.", "pleural_effusion") == "positive"
     assert status("No nodules or masses.", "mass") == "negated"
-    assert status("Calcified granulomas.", "nodule") == "positive"
+    assert status("Calcified granulomas.", "calcified_granuloma") == "positive"
+    assert status("Calcified granulomas.", "nodule") is None  # a granuloma is its own finding, not a nodule
     assert status("Massive splenomegaly noted below.", "mass") is None  # 'mass' inside 'massive'
     assert status("Normal mediastinum.", "mediastinal_shift") is None
 
@@ -217,3 +218,24 @@ def test_real_iu_reports_agree_with_their_mesh_tags(iu_reports: dict[str, IURepo
     )
     assert normal_pos <= 4
     assert effusion_pos >= 85
+
+
+def test_real_vocabulary_findings_negation_and_generic_mentions() -> None:
+    assert status("Calcified granuloma in the right upper lobe.", "calcified_granuloma") == "positive"
+    assert status("No hiatal hernia.", "hiatal_hernia") == "negated"
+    assert status("Possible small hiatal hernia.", "hiatal_hernia") == "uncertain"
+    assert status("The aorta is tortuous and calcified.", "aortic_tortuosity") == "positive"
+    assert status("The aorta is tortuous and calcified.", "aortic_calcification") == "positive"
+    assert status("Median sternotomy wires are intact.", "sternotomy_wires") == "positive"
+    assert status("Mild dextroscoliosis of the thoracic spine.", "scoliosis") == "positive"
+    assert status("The cardiomediastinal silhouette is within normal limits.", "enlarged_cardiomediastinum") == (
+        "negated"
+    )
+    # a generic finding is explained by a specific one in the same clause, not across a list
+    assert status("Perihilar opacities consistent with mild pulmonary edema.", "lung_opacity") is None
+    assert status("No focal pulmonary opacity, pleural effusion or pneumothorax.", "lung_opacity") == "negated"
+    assert status("Left basilar opacity.", "lung_opacity") == "positive"
+    assert status("Fracture of the right 7th rib.", "fracture") is None
+    assert status("Bilateral low lung volumes and elevated hemidiaphragms.", "elevated_hemidiaphragm") is None
+    mention = next(m for m in label_report("Old healed left clavicle fracture.").mentions if m.finding == "fracture")
+    assert mention.status == "positive" and mention.attributes == {"side": "left", "site": "clavicle"}

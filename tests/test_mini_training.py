@@ -15,9 +15,9 @@ from evals.mini.train import (
     truth_matrix,
 )
 from tools.phrasing import Statement, statement_bank
-from tools.vocabulary import FINDINGS
+from tools.vocabulary import PLANTABLE_FINDINGS
 
-KEYS = list(FINDINGS)
+KEYS = list(PLANTABLE_FINDINGS)
 
 
 def _masks(**boxes: tuple[int, int, int, int]) -> np.ndarray:
@@ -127,7 +127,7 @@ def test_dense_targets_map_each_finding_and_each_device_by_its_tip():
     assert valid[names.index("picc:tip=low_svc")] and valid[names.index("pleural_effusion")]
     assert not valid[names.index("nodule")]  # planted but not located: unknown, not "absent"
     assert {n for n in names if ":tip=" in n} == {
-        f"{k}:tip={v}" for k, f in FINDINGS.items() for v in f.attributes.get("tip", ())
+        f"{k}:tip={v}" for k, f in PLANTABLE_FINDINGS.items() for v in f.attributes.get("tip", ())
     }
 
 

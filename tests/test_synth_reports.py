@@ -9,7 +9,7 @@ from evals.synth import FINDING_SPECS, PlantedFinding, parse_report, random_find
 from evals.synth.bench import _fill_random
 from evals.synth.reports import phrase_bank
 from tools.iu_reports import load_iu_reports
-from tools.vocabulary import FINDINGS
+from tools.vocabulary import PLANTABLE_FINDINGS
 
 
 def _check_round_trip(findings: list[PlantedFinding], rng: np.random.Generator) -> str:
@@ -26,7 +26,7 @@ def _check_round_trip(findings: list[PlantedFinding], rng: np.random.Generator) 
 def test_every_finding_round_trips_with_every_attribute_value() -> None:
     rng = np.random.default_rng(0)
     for key in FINDING_SPECS:
-        for name, values in FINDINGS[key].attributes.items():
+        for name, values in PLANTABLE_FINDINGS[key].attributes.items():
             for value in values:
                 for _ in range(3):  # several phrasings
                     _check_round_trip([_fill_random(PlantedFinding(finding=key, attributes={name: value}), rng)], rng)
@@ -81,3 +81,30 @@ def test_phrase_bank_is_mined_from_iu_reports() -> None:
 @pytest.mark.parametrize("text", ["", "FINDINGS: The lungs are clear.\nIMPRESSION: Normal chest."])
 def test_parse_normal_text(text: str) -> None:
     assert parse_report(text) == []
+
+
+def test_labeler_reads_only_plantable_findings_as_present_in_synthcxr_reports() -> None:
+    """The real-radiograph vocabulary must not invent findings in SynthCXR's reports: every finding the labeler
+    calls positive or uncertain in a simulated report is one SynthCXR planted (so SynthDiffBench's proposals
+    stay the same)."""
+    from tools.labeler import label_report
+
+    rng = np.random.default_rng(3)
+    prevalence = dict.fromkeys(FINDING_SPECS, 0.25)
+    for _ in range(300):
+        findings = random_findings(rng, prevalence)
+        report = write_report(findings, rng)
+        present = {k for k, v in label_report(report).summary.items() if v != "negated"}
+        extra = present - set(PLANTABLE_FINDINGS)
+        assert not extra, f"{sorted(extra)} read in: {report}"
+
+
+def test_synthcxr_reports_yield_no_open_vocabulary_phrases() -> None:
+    """SynthCXR's reports name only vocabulary findings: the open-vocabulary miner proposes nothing there (so it
+    adds no hypothesis to SynthDiffBench runs)."""
+    from tools.phrases import mine_phrases
+
+    rng = np.random.default_rng(4)
+    sick = [write_report(random_findings(rng, dict.fromkeys(FINDING_SPECS, 0.3)), rng) for _ in range(40)]
+    normal = [write_report([], rng) for _ in range(40)]
+    assert mine_phrases(sick, normal, min_gap=0.1) == []

@@ -17,12 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tools.domain import Comparison, InputError, SkippedItem, Study, StudyMetadata, StudySet
 from tools.images import IMAGE_SUFFIXES, content_hash, is_image_path, load_image
 
 CSV_REQUIRED = ("path", "group_name")
+CSV_REPORT_COLUMNS = ("report", "report_path")
+"""A CSV with one of these columns and no ``path`` column holds report-only studies."""
 CSV_RESERVED = ("path", "group_name", "report", "report_path", "study_id")
 METADATA_ALIASES = {
     "view_position": "view_position",
@@ -46,15 +48,43 @@ class LoadedComparison(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
+class ReportEntry(BaseModel):
+    """One report-only study of a JSONL pair: report text or a report file, and optionally its id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    study_id: str | None = None
+    report: str | None = None
+    report_path: str | None = None
+
+
 class PairSpec(BaseModel):
-    """One line of a RadDiff JSONL pair file (RadDiffBench and SynthDiffBench use this format)."""
+    """One line of a RadDiff JSONL pair file (RadDiffBench and SynthDiffBench use this format).
+
+    Report-only pairs give ``set1_reports`` / ``set2_reports`` instead of images: each entry is a path to a
+    report file or an object ``{"study_id", "report" | "report_path"}``. A set has images or reports, not both.
+    """
 
     model_config = ConfigDict(extra="allow")
 
     set1: str
     set2: str
-    set1_images: list[str] = Field(min_length=1)
-    set2_images: list[str] = Field(min_length=1)
+    set1_images: list[str] = Field(default_factory=list)
+    set2_images: list[str] = Field(default_factory=list)
+    set1_reports: list[str | ReportEntry] = Field(default_factory=list)
+    set2_reports: list[str | ReportEntry] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _images_or_reports(self) -> PairSpec:
+        for name, images, reports in (
+            ("set1", self.set1_images, self.set1_reports),
+            ("set2", self.set2_images, self.set2_reports),
+        ):
+            if not images and not reports:
+                raise ValueError(f"{name}: needs {name}_images or {name}_reports (empty set)")
+            if images and reports:
+                raise ValueError(f"{name}: gives both {name}_images and {name}_reports; use one of them")
+        return self
 
 
 def _coerce_metadata(raw: dict[str, str]) -> StudyMetadata:
@@ -214,9 +244,13 @@ def load_csv(
             rows = [{(k or "").strip(): (v or "") for k, v in row.items()} for row in reader]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{csv_path}: not a readable CSV file ({exc})") from None
-    missing = [c for c in CSV_REQUIRED if c not in columns]
+    report_only = "path" not in columns and any(c in columns for c in CSV_REPORT_COLUMNS)
+    missing = [c for c in CSV_REQUIRED if c not in columns and not (c == "path" and report_only)]
     if missing:
-        raise InputError(f"{csv_path}: missing column {missing[0]!r} (columns present: {', '.join(columns) or 'none'})")
+        hint = " (or 'report' / 'report_path' for report-only studies)" if missing[0] == "path" else ""
+        raise InputError(
+            f"{csv_path}: missing column {missing[0]!r}{hint} (columns present: {', '.join(columns) or 'none'})"
+        )
     meta_cols = [c for c in columns if c not in CSV_RESERVED]
     if metadata_columns is not None:
         unknown = [c for c in metadata_columns if c not in columns]
@@ -241,6 +275,8 @@ def load_csv(
     warnings: list[str] = []
     images: dict[str, dict[str, list[Path]]] = {group_a: defaultdict(list), group_b: defaultdict(list)}
     info: dict[str, dict[str, dict[str, str]]] = {group_a: {}, group_b: {}}
+    if report_only:
+        return _csv_reports(csv_path, rows, (group_a, group_b), report_roots, meta_cols)
     for line_no, row in enumerate(rows, start=2):
         group = row["group_name"].strip()
         if group not in images:
@@ -281,6 +317,56 @@ def load_csv(
             )
         sets.append(StudySet(name=group, studies=studies))
     return _finalise(sets[0], sets[1], skipped, warnings)
+
+
+def _report_study(
+    study_id: str,
+    item: str,
+    group: str,
+    text: str | None,
+    report_path: Path | None,
+    metadata: StudyMetadata,
+    skipped: list[SkippedItem],
+) -> Study | None:
+    """A report-only study, or ``None`` (recorded in ``skipped``) when its report is missing or empty."""
+    if report_path is not None and text is None:
+        if not report_path.is_file():
+            skipped.append(SkippedItem(item=f"[{group}] {item}", reason=f"{report_path}: report file not found"))
+            return None
+        text = _read_text(report_path)
+    if not text or not text.strip():
+        where = report_path or item
+        skipped.append(SkippedItem(item=f"[{group}] {item}", reason=f"{where}: empty report (study skipped)"))
+        return None
+    return Study(study_id=study_id, report=text.strip(), report_path=report_path, metadata=metadata)
+
+
+def _csv_reports(
+    csv_path: Path, rows: list[dict[str, str]], groups: tuple[str, str], roots: list[Path], meta_cols: list[str]
+) -> LoadedComparison:
+    """Report-only rows of a CSV (``report`` text or a ``report_path`` per row, no ``path`` column)."""
+    skipped: list[SkippedItem] = []
+    studies: dict[str, list[Study]] = {g: [] for g in groups}
+    seen: dict[str, int] = {}
+    for line_no, row in enumerate(rows, start=2):
+        group = row["group_name"].strip()
+        if group not in studies:
+            continue
+        text = row.get("report", "").strip() or None
+        raw_report_path = row.get("report_path", "").strip()
+        report_path = _resolve_image(raw_report_path, roots) if raw_report_path and not text else None
+        study_id = row.get("study_id", "").strip() or (
+            Path(raw_report_path).with_suffix("").as_posix() if raw_report_path else f"row{line_no}"
+        )
+        if study_id in seen:
+            raise InputError(f"{csv_path}:{line_no}: study id {study_id!r} already used on line {seen[study_id]}")
+        seen[study_id] = line_no
+        meta = _coerce_metadata({c: row.get(c, "") for c in meta_cols})
+        study = _report_study(study_id, f"{csv_path}:{line_no}", group, text, report_path, meta, skipped)
+        if study is not None:
+            studies[group].append(study)
+    sets = [StudySet(name=g, studies=studies[g]) for g in groups]
+    return _finalise(sets[0], sets[1], skipped, [])
 
 
 def read_pairs(jsonl_path: Path | str) -> list[PairSpec]:
@@ -357,13 +443,15 @@ def pair_to_comparison(
     skipped: list[SkippedItem] = []
     warnings: list[str] = []
     sets = []
-    for label, description, raw_images, name in (
-        ("A", pair.set1, pair.set1_images, set1_name),
-        ("B", pair.set2, pair.set2_images, set2_name),
+    for label, description, raw_images, raw_reports, name in (
+        ("A", pair.set1, pair.set1_images, pair.set1_reports, set1_name),
+        ("B", pair.set2, pair.set2_images, pair.set2_reports, set2_name),
     ):
         group_name = name or description.strip() or f"set {label}"
         studies: list[Study] = []
         seen: set[str] = set()
+        if raw_reports:
+            studies = _pair_reports(raw_reports, roots, group_name, label, skipped, warnings)
         for raw in raw_images:
             path = _resolve_image(raw, roots)
             problem = _check_image(path, decode_images, allowed_roots)
@@ -391,6 +479,34 @@ def pair_to_comparison(
             )
         sets.append(StudySet(name=group_name, description=description.strip(), studies=studies))
     return _finalise(sets[0], sets[1], skipped, warnings)
+
+
+def _pair_reports(
+    entries: list[str | ReportEntry],
+    roots: list[Path],
+    group_name: str,
+    label: str,
+    skipped: list[SkippedItem],
+    warnings: list[str],
+) -> list[Study]:
+    """The report-only studies of one set of a JSONL pair (``setN_reports``)."""
+    studies: list[Study] = []
+    seen: set[str] = set()
+    for n, entry in enumerate(entries):
+        if isinstance(entry, str):
+            entry = ReportEntry(report_path=entry)
+        path = _resolve_image(entry.report_path, roots) if entry.report_path and not entry.report else None
+        study_id = entry.study_id or (
+            Path(entry.report_path).with_suffix("").as_posix() if entry.report_path else f"{label}{n}"
+        )
+        if study_id in seen:
+            warnings.append(f"{study_id}: listed twice in {group_name!r}; kept once")
+            continue
+        seen.add(study_id)
+        study = _report_study(study_id, study_id, group_name, entry.report, path, StudyMetadata(), skipped)
+        if study is not None:
+            studies.append(study)
+    return studies
 
 
 def load_jsonl_pair(
@@ -432,6 +548,17 @@ def _folder_images(folder: Path, label: str) -> tuple[list[Path], list[SkippedIt
     return images, skipped
 
 
+def _folder_reports(folder: Path, label: str, skipped: list[SkippedItem]) -> list[Study]:
+    """Report-only studies of a folder with no images: one per ``.txt`` file (searched recursively)."""
+    studies = []
+    for path in sorted(p for p in folder.rglob("*.txt") if p.is_file() and not p.name.startswith(".")):
+        study_id = path.relative_to(folder).with_suffix("").as_posix()
+        study = _report_study(study_id, str(path), label, None, path, StudyMetadata(), skipped)
+        if study is not None:
+            studies.append(study)
+    return studies
+
+
 def load_folders(
     dir_a: Path | str,
     dir_b: Path | str,
@@ -443,19 +570,24 @@ def load_folders(
 ) -> LoadedComparison:
     """Two folders of images (searched recursively), one study per image; a sidecar ``.txt`` is its report.
 
-    Non-image files are reported and skipped. An image with the same content in both folders is an error
-    (a study cannot be in both groups); different images that share a relative name get prefixed ids.
+    A folder with no image at all holds report-only studies, one per ``.txt`` file (two such folders make a
+    report-only comparison; one of each is refused, see :class:`~tools.domain.Comparison`). Non-image files
+    are reported and skipped. An image with the same content in both folders is an error (a study cannot be
+    in both groups); different images that share a relative name get prefixed ids.
     """
     dir_a, dir_b = Path(dir_a), Path(dir_b)
     skipped: list[SkippedItem] = []
     sets: list[StudySet] = []
     found: list[tuple[str, Path, list[Path]]] = []
-    for folder, name in ((dir_a, name_a), (dir_b, name_b)):
+    report_sets: dict[int, list[Study]] = {}
+    for index, (folder, name) in enumerate(((dir_a, name_a), (dir_b, name_b))):
         label = name or folder.name or str(folder)
         images, bad = _folder_images(folder, label)
         skipped.extend(bad)
         if not images and not bad:
-            raise InputError(f"{folder}: no images found (empty group)")
+            report_sets[index] = _folder_reports(folder, label, skipped)
+            if not report_sets[index] and not any(s.item.startswith(f"[{label}]") for s in skipped):
+                raise InputError(f"{folder}: no images found (empty group)")
         found.append((label, folder, images))
     if found[0][0] == found[1][0]:
         found[1] = (found[1][0] + " (B)", found[1][1], found[1][2])
@@ -466,7 +598,17 @@ def load_folders(
         confine(ids[1][key], allowed_roots, "image")
         if content_hash(ids[0][key]) == content_hash(ids[1][key]):
             raise InputError(f"{ids[1][key]}: same image as {ids[0][key]}; study {key!r} is present in both groups")
+    if len(report_sets) == 2:
+        shared = sorted({s.study_id for s in report_sets[0]} & {s.study_id for s in report_sets[1]})
+        for i in (0, 1):  # two report folders may use the same file names: prefix the shared ids
+            report_sets[i] = [
+                s.model_copy(update={"study_id": f"{'AB'[i]}:{s.study_id}"}) if s.study_id in shared else s
+                for s in report_sets[i]
+            ]
     for index, (label, _folder, _images) in enumerate(found):
+        if index in report_sets:
+            sets.append(StudySet(name=label, studies=report_sets[index]))
+            continue
         studies = []
         for study_id, path in ids[index].items():
             problem = _check_image(path, decode_images, allowed_roots)

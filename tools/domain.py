@@ -44,19 +44,38 @@ class StudyMetadata(BaseModel):
 
 
 class Study(BaseModel):
-    """One imaging study: an id, one or more image files, an optional report and metadata."""
+    """One study: an id, image files, a report, or both (at least one of them), and metadata.
+
+    A study with a report and no image is a *report-only* study: a comparison made only of such studies runs
+    in report-only mode (hypotheses scored on report text); mixing them with image studies is refused.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     study_id: str = Field(min_length=1, description="Unique id of the study within a comparison.")
-    image_paths: list[Path] = Field(min_length=1, description="Image files of the study (PNG, JPEG, DICOM).")
+    image_paths: list[Path] = Field(
+        default_factory=list, description="Image files of the study (PNG, JPEG, DICOM); empty for a report-only study."
+    )
     report: str | None = Field(default=None, description="Free-text radiology report, if known.")
     report_path: Path | None = Field(default=None, description="Where the report text was read from.")
     metadata: StudyMetadata = Field(default_factory=StudyMetadata)
 
+    @model_validator(mode="after")
+    def _image_or_report(self) -> Study:
+        if not self.image_paths and not (self.report and self.report.strip()):
+            raise InputError(f"study {self.study_id!r}: no image and no report text (a study needs one of them)")
+        return self
+
+    @property
+    def has_images(self) -> bool:
+        """True when the study has at least one image file."""
+        return bool(self.image_paths)
+
     @property
     def primary_image(self) -> Path:
-        """The first image of the study, the one scored by default."""
+        """The first image of the study, the one scored by default (an error for a report-only study)."""
+        if not self.image_paths:
+            raise InputError(f"study {self.study_id!r}: no image (a report-only study)")
         return self.image_paths[0]
 
 
@@ -107,11 +126,23 @@ class Comparison(BaseModel):
             raise InputError(
                 f"study {both[0]!r} is present in both groups ({len(both)} shared); a study must be in one group"
             )
+        with_images = [s for _, s in self.all_studies() if s.has_images]
+        if with_images and len(with_images) < len(self.set_a) + len(self.set_b):
+            lone = next(s for _, s in self.all_studies() if not s.has_images)
+            raise InputError(
+                f"study {lone.study_id!r} has a report and no image, while {len(with_images)} studies have images: "
+                "a comparison is of images (reports optional) or of reports only, not both"
+            )
         paths_a = {p.resolve() for s in self.set_a.studies for p in s.image_paths}
         shared = sorted(str(p) for s in self.set_b.studies for p in s.image_paths if p.resolve() in paths_a)
         if shared:
             raise InputError(f"image {shared[0]} is present in both groups ({len(shared)} shared)")
         return self
+
+    @property
+    def report_only(self) -> bool:
+        """True when no study has an image: the comparison runs in report-only mode (report-text scorer)."""
+        return not any(s.has_images for _, s in self.all_studies())
 
     def group(self, label: GroupLabel) -> StudySet:
         """Return the set for group label ``"A"`` or ``"B"``."""
@@ -325,6 +356,11 @@ class RunResult(BaseModel):
     confounders: ConfounderReport | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
     seconds: float = Field(default=0.0, ge=0)
+    mode: Literal["images", "reports"] = Field(
+        default="images",
+        description="'reports': hypotheses were scored on report text only (a report-only comparison, or the "
+        "reports_only ablation): no image was described, scored or zoomed into.",
+    )
 
     @property
     def n_skipped(self) -> int:

@@ -171,8 +171,7 @@ EXTRA_PATTERNS: tuple[_Pattern, ...] = (
     _Pattern("consolidation", r"\b(?:consolidative|bronchopneumonia|pneumonias?)\b"),
     _Pattern("consolidation", r"\b(?:alveolar|lobar|focal)\s+(?:opacit(?:y|ies)|consolidations?)\b"),
     _Pattern("consolidation", r"\binfiltrat(?:es?|ion)\b"),
-    # nodule
-    _Pattern("nodule", r"\bgranulomata\b"),
+    # nodule: calcified nodules and granulomata are calcified granulomas (below)
     # edema
     _Pattern("pulmonary_edema", r"\b(?:pulmonary|pulmonary\s+venous|central\s+vascular)\s+congestion\b"),
     # atelectasis
@@ -227,6 +226,97 @@ EXTRA_PATTERNS: tuple[_Pattern, ...] = (
     ),
     _Pattern("chest_tube", r"\bpleural\s+drainage\s+catheters?\b"),
     _Pattern("pacemaker", r"\b(?:cardiac\s+)?pacing\s+(?:leads?|wires?|device)\b|\bpacemakers?\b"),
+    # ---- the real-radiograph vocabulary (not planted by SynthCXR)
+    _Pattern(
+        "enlarged_cardiomediastinum",
+        r"\b(?:cardio)?mediastinal\s+(?:silhouette|contours?|shadow)\s+(?:[\w-]+\s+){0,4}?(?:enlarged|widened|wide)\b",
+    ),
+    _Pattern(
+        "enlarged_cardiomediastinum",
+        r"\b(?:cardio)?mediastinal\s+(?:silhouettes?|contours?|shadow|structures)\s+(?:(?!enlarg|widen)[\w/,-]+\s+){0,6}?"
+        rf"(?:{_NORMAL}|stable|intact|appropriate)\b"
+        r"|\bnormal(?:[\s-]appearing)?(?:\s+[\w-]+){0,4}?\s+(?:and\s+)?(?:cardio)?mediastinal\s+(?:silhouettes?|contours?)\b"
+        r"|\b(?:mediastinum|mediastinal\s+width)\s+(?:is|are|appears?)\s+(?:\w+\s+)?(?:normal|unremarkable|not\s+widened)\b",
+        "negated",
+    ),
+    _Pattern(
+        "calcified_granuloma",
+        r"\bgranulomatous\b|\bcalcified\b(?:[\s,]+(?:and\s+)?[\w-]+){0,3}?\s+(?:lymph\b|nod(?:e|es|ule|ules)\b)"
+        r"|\bnod(?:ule|ules)\b(?:\s+[\w-]+){0,3}?\s+(?:is|are|appears?)\s+(?:\w+\s+)?calcified\b",
+    ),
+    _Pattern(
+        "degenerative_spine",
+        r"\bdegenerative\b[^.;]{0,50}?\b(?:spine|spinal|vertebra\w*|thoracic|lumbar|endplates?|dis[ck]s?|spondyl\w*)\b"
+        r"|\b(?:spine|spinal|vertebra\w*)\b[^.;]{0,30}?\bdegenerative\b|\bspondylo\w+\b|\bosteophyt\w*\b"
+        r"|\bdjd\b(?=[^.;]{0,30}\bspine)",
+    ),
+    _Pattern(
+        "aortic_tortuosity",
+        r"\btortuous\b(?:[\s,]+(?:and\s+)?[\w-]+){0,3}?\s+(?:thoracic\s+|descending\s+)?aort(?:a|ic)\b"
+        r"|\baort(?:a|ic\s+arch|ic\s+knob)\b(?:\s+[\w,]+){0,3}?\s+(?:tortuous|ectatic|unfolded)\b"
+        r"|\btortuosity\b(?:\s+\w+){0,5}?\s+aort",
+    ),
+    _Pattern(
+        "aortic_calcification",
+        r"\bcalcifi(?:ed|cation|cations|c)\b(?:[\s,]+(?:and\s+|of\s+|in\s+|within\s+|the\s+)?[\w-]+){0,4}?\s+aort(?:a|ic)\b"
+        r"|\baort(?:a|ic\s+arch|ic\s+knob)\b(?:\s+[\w,]+){0,3}?\s+(?:calcified|calcifications?|atherosclerotic)\b"
+        r"|\batherosclerotic\b(?:\s+[\w-]+){0,3}?\s+(?:aort\w*|calcifications?)",
+    ),
+    _Pattern(
+        "hilar_prominence",
+        r"\bhil(?:a|um|ar\s+(?:contours?|structures|regions?|shadows?))\s+(?:are|is|appears?|remains?)\s+(?:\w+\s+)?"
+        r"(?:prominent|enlarged|full|bulky)\b|\bprominen(?:t|ce\s+of\s+the)\s+(?:left\s+|right\s+|bilateral\s+)?hil\w+",
+    ),
+    _Pattern(
+        "hilar_prominence",
+        r"\bhil(?:a|um|ar\s+(?:contours?|structures|regions?|shadows?))\s+(?:are|is|appears?)\s+(?:\w+\s+)?"
+        r"(?:normal|unremarkable|within\s+normal\s+limits)\b"
+        r"|\bnormal\b(?:\s+[\w-]+){0,4}?\s+(?:and\s+)?hilar\s+(?:contours?|structures)\b",
+        "negated",
+    ),
+    _Pattern(
+        "elevated_hemidiaphragm",
+        r"\b(?:left|right)\s+hemidiaphragm\s+(?:is\s+|remains\s+|appears\s+)?(?:\w+\s+)?elevated\b"
+        r"|\belevat(?:ed|ion)\s+(?:of\s+)?(?:the\s+)?(?:left|right)\s+(?:hemi)?diaphragm\b"
+        r"|\beventration\b",
+    ),
+    _Pattern(
+        "pleural_thickening",
+        r"\bthicken(?:ed|ing)\s+(?:of\s+)?(?:the\s+)?(?:\w+\s+)?pleura\b|\bpleural[\s-]based\s+thickening\b"
+        r"|\bpleural\s+(?:\w+\s+)?thickening\b",
+    ),
+    _Pattern("scarring", r"\bscar(?:s|ring|red)?\b|\bfibro(?:sis|tic)\b|\bcicatri\w+"),
+    _Pattern(
+        "interstitial_markings",
+        r"\binterstitial\s+(?:lung\s+)?(?:markings|prominence|disease|changes|pattern|thickening|opacit(?:y|ies))\b"
+        r"|\b(?:interstitial|bronchovascular|lung)\s+markings\s+(?:are|is|appear)\s+(?:\w+\s+)?"
+        r"(?:increased|prominent|coarse(?:ned)?|accentuated)\b",
+    ),
+    _Pattern(
+        "osteopenia",
+        r"\bnormal\s+(?:bone\s+)?(?:mineralization|bone\s+density)\b|\bbones?\s+(?:are|is)\s+(?:\w+\s+)?"
+        r"(?:normally\s+mineralized|well\s+mineralized)\b",
+        "negated",
+    ),
+    _Pattern(
+        "fracture",
+        r"\b(?:osseous|bony)\s+(?:structures|thorax)\s+(?:are\s+|is\s+|appear\s+)?(?:[\w-]+\s+){0,3}?"
+        r"(?:intact|unremarkable|normal)\b|\bacute\s+(?:bony|osseous)\s+(?:abnormalit(?:y|ies)|findings?|injur(?:y|ies))\b",
+        "negated",
+    ),
+    _Pattern("sternotomy_wires", r"\bsternotomy\b|\bsternal\s+(?:wires?|sutures?|cerclage)\b|\bpost[\s-]?cabg\b"),
+    _Pattern("surgical_clips", r"\b(?:surgical|vascular|metallic)?\s*clips?\b(?!\s+art)"),
+    _Pattern("hiatal_hernia", r"\bhiatal\b|\bhernia(?:tion)?\s+of\s+the\s+stomach\b"),
+    _Pattern(
+        "scoliosis", r"\bscolio\w+\b|\b(?:dextro|levo)(?:convex|scolio\w*)\b|\bcurvature\s+of\s+the\s+\w*\s*spine\b"
+    ),
+    _Pattern("kyphosis", r"\bkypho\w+\b"),
+    _Pattern("stent", r"\bstents?\b"),
+    _Pattern(
+        "orthopedic_hardware",
+        r"\b(?:screw|internal|plate|surgical)\s+fixation\b|\bfixation\s+(?:hardware|plates?|screws?)\b"
+        r"|\borthop(?:a)?edic\s+(?:hardware|xxxx|fixation|screws?|plates?)\b",
+    ),
 )
 
 # Phrases whose words look like a finding but are not that finding.
@@ -235,7 +325,15 @@ BLOCK_PATTERNS: dict[str, str] = {
     "hyperinflation": r"\b(?:subcutaneous|soft\s+tissue|mediastinal|interstitial)\s+emphysema\b",
     "mass": r"\bmass\s+effect\b",
     "pulmonary_edema": r"\b(?:soft\s+tissue|subcutaneous|chest\s+wall)\s+edema\b",
-    "nodule": r"\b(?:thyroid|lymph)\s+nodules?\b",
+    "nodule": r"\b(?:thyroid|lymph)\s+nodules?\b|\bcalcified\s+(?:\w+\s+){0,2}?nodul\w*"
+    r"|\bnodul\w*(?:\s+\w+){0,3}?\s+calcified\b|\bnipple\s+(?:shadows?|markers?)\b",
+    "low_lung_volumes": r"\belevated\s+(?:left|right)\s+hemidiaphragm\b",
+    "elevated_hemidiaphragm": r"\b(?:elevated\s+(?:both\s+|bilateral\s+)?hemidiaphragms"
+    r"|(?:both|bilateral)\s+hemidiaphragms)\b",
+    "lung_opacity": r"\b(?:bone|bony|osseous|soft[\s-]tissue|metallic|fat|mineral)\s+densit(?:y|ies)\b"
+    r"|\bdensity\s+of\s+the\s+bones?\b",
+    "scarring": r"\bscar\s+(?:tissue\s+)?(?:in|of)\s+the\s+(?:chest\s+wall|skin|breast)\b",
+    "hiatal_hernia": r"\bno\s+hiatal\b(?!\s+hernia)",
 }
 
 
@@ -394,6 +492,17 @@ _LOBE_RE = re.compile(
 _ZONE_RE = re.compile(
     r"\b(?P<zone>apex|apices|apical|upper|mid[\s-]?lung|mid|middle|lower|base|bases|basilar|basal)\b", re.I
 )
+_SITE_WORDS = (
+    ("clavicle", r"clavic\w*"),
+    ("spine", r"vertebra\w*|spine|spinal|thoracic\s+(?:spine|vertebra\w*)|lumbar|t\d{1,2}|l\d"),
+    ("humerus", r"humer\w*"),
+    ("scapula", r"scapul\w*"),
+    ("sternum", r"stern(?:um|al)"),
+    ("rib", r"ribs?"),
+)
+_SITE_RE = re.compile(
+    r"\b(?P<site>" + "|".join(f"(?P<s{i}>{r})" for i, (_, r) in enumerate(_SITE_WORDS)) + r")\b", re.I
+)
 _PATTERN_RE = re.compile(r"\b(?P<pattern>linear|plate[\s-]?like|platelike|discoid|basilar|basal|bibasilar)\b", re.I)
 
 
@@ -463,6 +572,10 @@ def _attributes(finding: str, sentence: str, start: int, end: int) -> dict[str, 
         attrs["pattern"] = (
             "plate-like" if p.startswith("plate") or p == "discoid" else ("linear" if p == "linear" else "basal")
         )
+    if "site" in FINDINGS[finding].attributes:
+        site = nearest(_SITE_RE, "site")
+        if site:
+            attrs["site"] = next(v for v, r in _SITE_WORDS if re.fullmatch(r, site, re.I))
     allowed = set(FINDINGS[finding].attributes) | {"side", "lobe"}
     if finding in TIP_PATTERNS:
         # a tube's or line's clause names the tip's place, whose side and lobe words ("right main bronchus",
@@ -549,8 +662,27 @@ def _find_mentions(sentence: str) -> list[tuple[str, int, int, Status]]:
             if any(s < be and bs < e for bs, be in blocked):
                 continue
             found.append((key, s, e, base))
+    found = [m for m in found if not _explained(sentence, m, found)]
     found.sort(key=lambda x: (x[1], x[2]))
     return found
+
+
+def _explained(sentence: str, mention: tuple[str, int, int, Status], found: list[tuple[str, int, int, Status]]) -> bool:
+    """True when a generic finding's mention is explained: another finding's mention covers it ("nodular
+    opacity" is a nodule, not a lung opacity too), or one of its specific findings is named in the same
+    comma-free stretch ("perihilar opacities consistent with edema"; not "no opacity, effusion or ...")."""
+    key, start, end, _ = mention
+    finding = FINDINGS[key]
+    if not finding.generic:
+        return False
+    for other, s, e, _base in found:
+        if other == key:
+            continue
+        if s <= start and end <= e:
+            return True
+        if other in finding.explained_by and not re.search(r"[,;]", sentence[min(end, e) : max(start, s)]):
+            return True
+    return False
 
 
 def _words_between(sentence: str, a: int, b: int) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tools.vocabulary import FINDINGS, LOBE_NAMES, LOCATION_ATTRIBUTES, describe_finding, get_finding
+from tools.vocabulary import LOBE_NAMES, LOCATION_ATTRIBUTES, PLANTABLE_FINDINGS, describe_finding, get_finding
 
 POSITIVE_TEMPLATES = ("{x}", "there is {a}{x}", "{x} is present", "findings consistent with {x}", "{x} is seen")
 NEGATIVE_TEMPLATES = ("no {x}", "there is no {x}", "no evidence of {x}", "without {x}", "{x} is not seen")
@@ -110,7 +110,7 @@ def statements_for(finding_key: str, max_attributes: int = 2) -> list[Statement]
 
 def statement_bank(findings: Iterable[str] | None = None, max_attributes: int = 2) -> list[Statement]:
     """Statements for all (or the given) findings of the vocabulary."""
-    keys = list(findings) if findings is not None else list(FINDINGS)
+    keys = list(findings) if findings is not None else list(PLANTABLE_FINDINGS)
     return [s for key in keys for s in statements_for(key, max_attributes)]
 
 

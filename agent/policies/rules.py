@@ -2,7 +2,8 @@
 
 Propose: label every description (and report) with the report labeler, compare how often each finding of
 the vocabulary is positive in group A vs B, and propose the findings that differ most, phrased with the
-attributes most common where they are present (side, size, lobe, tip), at several levels of detail.
+attributes most common where they are present (side, size, lobe, tip), at several levels of detail; next to
+them, phrases of the texts that name no vocabulary finding and differ in prevalence (open vocabulary).
 Reflect: refine the best hypothesis by its attributes (one attribute fewer; other sides, sizes, lobes,
 patterns, and the tip positions of a device both groups have), zoom into the region a localized finding
 implies, describe more studies when evidence is thin, else stop.
@@ -135,12 +136,20 @@ def text_support(hypotheses: Sequence[Hypothesis], observations: Sequence[Observ
     return out
 
 
+COMMON_ATTRIBUTE_SHARE = 0.5
+"""An attribute value goes into a finding's "most common" wording only when at least this share of the group's
+texts that call the finding state it: real reports grade and lateralise inconsistently, and a value a third of
+them state is not what the group has."""
+
+
 def _common_attributes(evidence: FindingEvidence, group: str) -> dict[str, str]:
     allowed = FINDINGS[evidence.finding].attributes
     out = {}
     for name, counter in evidence.attributes[group].items():
         if name in allowed and counter:
-            out[name] = counter.most_common(1)[0][0]
+            value, count = counter.most_common(1)[0]
+            if count >= COMMON_ATTRIBUTE_SHARE * evidence.positive[group]:
+                out[name] = value
     return out
 
 
@@ -226,9 +235,18 @@ class RulesPolicy:
                 if hyp.key not in tested and all(h.key != hyp.key for h in out):
                     out.append(hyp)
         out = out[: max(context.hypotheses_per_round, 1)]
-        # screen every finding of the vocabulary not yet tested with the scorer itself (one matrix product):
-        # descriptions can miss a difference that the image-text scores still show
-        for key in FINDINGS:
+        out += [
+            h
+            for h in phrase_hypotheses(observations, round_)
+            if h.key not in tested and h.key not in {o.key for o in out}
+        ]
+        # screen findings not yet tested with the scorer itself (one matrix product): descriptions can miss a
+        # difference that the image-text scores still show. The screen covers the plantable findings (what the
+        # offline models can see) and every other finding of the vocabulary that some text calls present; a
+        # report-text scorer sees only what the reports say, so there it screens the mentioned findings alone
+        mentioned = {k for k, e in table.items() if e.positive["A"] or e.positive["B"]}
+        image_scorer = context.scorer != "reports"
+        for key in (k for k, f in FINDINGS.items() if (f.plantable and image_scorer) or k in mentioned):
             hyp = _hypothesis(
                 key, {}, "A", "vocabulary screen: direction set by the data", f"rules/round{round_}/screen"
             ).model_copy(update={"orient_by_data": True})
@@ -316,6 +334,34 @@ def combination(
                 source=f"rules/round{round_}/combine",
             )
     return None
+
+
+PHRASES_PER_ROUND = 3
+"""Open-vocabulary phrases proposed per round, next to the vocabulary's proposals (:mod:`tools.phrases`)."""
+
+
+def phrase_hypotheses(observations: Sequence[Observation], round_: int = 0) -> list[Hypothesis]:
+    """Hypotheses in the texts' own words: phrases of the descriptions and reports (negation-aware, naming no
+    vocabulary finding) whose share of texts differs between the groups (see :func:`tools.phrases.mine_phrases`)."""
+    from tools.phrases import mine_phrases
+
+    texts: dict[str, list[str]] = {"A": [], "B": []}
+    for obs in observations:
+        if obs.kind in ("description", "reports") and obs.group in texts:
+            texts[obs.group].extend(obs.texts)
+    out = []
+    for phrase in mine_phrases(texts["A"], texts["B"], limit=PHRASES_PER_ROUND):
+        group: GroupLabel = "A" if phrase.group == "A" else "B"
+        out.append(
+            Hypothesis(
+                text=phrase.text,
+                group=group,
+                rationale=f"phrase '{phrase.text}' in {phrase.share_a:.0%} of group A texts vs {phrase.share_b:.0%} "
+                "of group B texts (open vocabulary)",
+                source=f"rules/round{round_}/phrase",
+            )
+        )
+    return out
 
 
 def _proposed(h: Hypothesis) -> ProposedHypothesis:

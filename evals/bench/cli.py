@@ -175,6 +175,12 @@ def _run(args: argparse.Namespace) -> int:
     results = runner.run(pairs, progress=not args.quiet)
     summary = runner.write_summary(results)
     print(summary_markdown(summary, f"{suite.name}: {len(results)} pairs"))
+    if suite.name == "iureports":
+        from evals.bench.iureports import split_figures, split_markdown
+
+        figures = split_figures(out, results)
+        (Path(out) / "split.json").write_text(json.dumps(figures, indent=2), encoding="utf-8")
+        print("\n" + split_markdown(figures))
     print(f"wall time {time.perf_counter() - started:.1f} s; results in {out}/pairs, tables in {out}/summary.md")
     return 0
 

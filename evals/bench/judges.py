@@ -143,19 +143,25 @@ def _other(group: GroupLabel) -> GroupLabel:
     return "B" if group == "A" else "A"
 
 
-def _normalise(text: str) -> str:
+_BARE_OPACITY = r"\b(?:airspace |air-space |focal |confluent |patchy |lobar |dense )*opacit(?:y|ies|ification)\b"
+_QUALIFIED_OPACITY = r"\b(?:airspace |air-space |focal |confluent |patchy |lobar |dense )+opacit(?:y|ies|ification)\b"
+
+
+def _normalise(text: str, lung_opacity: bool = False) -> str:
+    """Lower-case and rewrite paraphrases; with ``lung_opacity`` (a truth that names the vocabulary's generic
+    lung opacity) a bare "opacity" stays an opacity instead of becoming consolidation."""
     out = " ".join(text.lower().replace("_", " ").split())
     for pattern, repl in _REWRITES:
-        out = re.sub(pattern, repl, out)
+        out = re.sub(_QUALIFIED_OPACITY if lung_opacity and pattern == _BARE_OPACITY else pattern, repl, out)
     return out
 
 
-def parse_findings(text: str) -> list[tuple[str, bool, dict[str, str]]]:
+def parse_findings(text: str, lung_opacity: bool = False) -> list[tuple[str, bool, dict[str, str]]]:
     """Findings stated in ``text``: (finding key, present?, attributes), one entry per finding."""
     from tools.labeler import label_report
     from tools.vocabulary import FINDINGS
 
-    norm = _normalise(text)
+    norm = _normalise(text, lung_opacity)
     labels = label_report(norm)
     out: dict[str, tuple[bool, dict[str, str]]] = {}
     for mention in labels.mentions:
@@ -178,13 +184,13 @@ def parse_findings(text: str) -> list[tuple[str, bool, dict[str, str]]]:
     return [(key, present, attrs) for key, (present, attrs) in out.items()]
 
 
-def parse_claims(text: str, group: GroupLabel) -> list[Claim]:
+def parse_claims(text: str, group: GroupLabel, lung_opacity: bool = False) -> list[Claim]:
     """A hypothesis ("X is more in ``group``") as claims; 'no X' and 'less X' claim X for the other group."""
-    norm = _normalise(text)
+    norm = _normalise(text, lung_opacity)
     decrease = bool(_DECREASE.search(norm))
     increase = bool(_INCREASE.search(norm))
     claims = []
-    for finding, present, attrs in parse_findings(text):
+    for finding, present, attrs in parse_findings(text, lung_opacity):
         claim_group = group if present else _other(group)
         comparative = False
         if present and decrease and not increase:
@@ -206,6 +212,11 @@ class _Difference:
     ordinal: str | None = None  # attribute: an ordered attribute that differs (size/severity)
 
 
+def _names_lung_opacity(truth: TruthContext) -> bool:
+    """True when the structured truth names the generic lung opacity (real-report suites)."""
+    return any(entry.get("finding") == "lung_opacity" for entry in truth.truth or [])
+
+
 def _truth_attrs(entry: dict[str, Any]) -> dict[str, str]:
     attrs = {str(k): str(v) for k, v in (entry.get("attributes") or {}).items() if k in COMPARED_ATTRS}
     if "lobe" in attrs and "side" not in attrs and attrs["lobe"] in LOBE_SIDE:
@@ -223,7 +234,8 @@ def truth_differences(truth: TruthContext) -> list[_Difference]:
         if label not in by_group or not entry.get("finding"):
             raise InputError(f"structured truth entry {entry!r}: needs 'finding' and group 'A' or 'B'")
         by_group[label][str(entry["finding"])] = _truth_attrs(entry)
-    stated = {g: {k: a for k, _p, a in parse_findings(t)} for g, t in (("A", truth.set1), ("B", truth.set2))}
+    opacity = _names_lung_opacity(truth)
+    stated = {g: {k: a for k, _p, a in parse_findings(t, opacity)} for g, t in (("A", truth.set1), ("B", truth.set2))}
     diffs = []
     group: GroupLabel
     for finding in sorted(set(by_group["A"]) | set(by_group["B"])):
@@ -337,7 +349,7 @@ class StructuredJudge:
         """The hypothesis' score against each difference the truth implies (in :func:`truth_differences` order),
         and a reason; a claim in the wrong direction on any of them zeroes every score."""
         diffs = truth_differences(truth)
-        claims = parse_claims(text, group)
+        claims = parse_claims(text, group, _names_lung_opacity(truth))
         if not claims:
             return [0] * len(diffs), "no finding recognised"
         if not diffs:

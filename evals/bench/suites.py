@@ -21,7 +21,7 @@ from tools.domain import InputError
 
 log = logging.getLogger(__name__)
 
-SUITES = ("raddiffbench", "synthdiffbench")
+SUITES = ("raddiffbench", "synthdiffbench", "iureports")
 RADDIFF_JSONL = "RadDiffBench.jsonl"
 RADDIFF_DIFFICULTY = "RadDiffBenchDifficulty.csv"
 
@@ -158,7 +158,11 @@ def jsonl_suite(path: Path, image_root: Path | None = None, reports_root: Path |
                 purity=float(purity) if isinstance(purity, int | float) else None,
                 image_root=image_root or path.resolve().parent,
                 reports_root=reports_root,
-                extra={k: v for k, v in extra.items() if k in ("name", "seed", "generator", "nuisance", "sweep")},
+                extra={
+                    k: v
+                    for k, v in extra.items()
+                    if k in ("name", "seed", "generator", "nuisance", "sweep", "kind", "heldout", "covarying")
+                },
             )
         )
     return Suite(path.stem, pairs, source=str(path))
@@ -208,9 +212,16 @@ def load_suite(
     cache_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Suite:
-    """A suite by name (``raddiffbench``, ``synthdiffbench``) or a path to a JSONL pair file."""
+    """A suite by name (``raddiffbench``, ``synthdiffbench``, ``iureports``) or a path to a JSONL pair file."""
     if name == "raddiffbench":
         return raddiffbench(mimic_root, reports_root)
+    if name == "iureports":
+        from evals.bench.iureports import build_suite
+        from tools.settings import default_cache_dir
+
+        suite = jsonl_suite(build_suite((cache_dir or default_cache_dir()) / "iureports"))
+        suite.name = "iureports"
+        return suite
     if name == "synthdiffbench":
         from tools.settings import default_cache_dir
 

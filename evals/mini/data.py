@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.vocabulary import FINDINGS
+from tools.vocabulary import PLANTABLE_FINDINGS
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class ImagePool:
     """Rendered images (uint8, N x H x W), their planted findings and metadata.
 
     ``masks`` (only when the pool was built ``with_masks``): ``(N, F, MASK_SIZE, MASK_SIZE)`` bool, where each
-    planted finding shows in the image, in vocabulary order (:data:`tools.vocabulary.FINDINGS`).
+    planted finding shows in the image, in vocabulary order (:data:`tools.vocabulary.PLANTABLE_FINDINGS`).
     """
 
     images: np.ndarray
@@ -49,7 +49,7 @@ class ImagePool:
 
 def random_attributes(rng: np.random.Generator, finding: str) -> dict[str, str]:
     """Draw every attribute of ``finding`` uniformly from the vocabulary's allowed values."""
-    return {name: str(rng.choice(values)) for name, values in FINDINGS[finding].attributes.items()}
+    return {name: str(rng.choice(values)) for name, values in PLANTABLE_FINDINGS[finding].attributes.items()}
 
 
 def random_mix(rng: np.random.Generator, plantable: list[str], exclude: set[str] | None = None) -> Truth:
@@ -70,7 +70,7 @@ def plantable_findings() -> list[str]:
     """Vocabulary findings that SynthCXR can plant."""
     from evals.synth.findings import FINDING_SPECS
 
-    return [key for key in FINDINGS if key in FINDING_SPECS]
+    return [key for key in PLANTABLE_FINDINGS if key in FINDING_SPECS]
 
 
 def render_truth(truth: Truth, seed: int, size: int) -> tuple[np.ndarray, dict[str, str]]:
@@ -87,8 +87,8 @@ def _render_with_masks(truth: Truth, seed: int, size: int) -> tuple[np.ndarray, 
     planted = [PlantedFinding(finding=k, attributes=v) for k, v in truth.items()]
     sample = render_sample(planted, seed=seed, size=size, with_report=False)
     meta = {k: str(v) for k, v in sample.metadata.items() if k in ("view_position", "sex", "age")}
-    masks = np.zeros((len(FINDINGS), MASK_SIZE, MASK_SIZE), dtype=bool)
-    for j, key in enumerate(FINDINGS):
+    masks = np.zeros((len(PLANTABLE_FINDINGS), MASK_SIZE, MASK_SIZE), dtype=bool)
+    for j, key in enumerate(PLANTABLE_FINDINGS):
         if key in sample.region_masks:
             masks[j] = pool_mask(sample.region_masks[key], MASK_SIZE)
     return sample.image, meta, masks
@@ -155,11 +155,11 @@ def build_pool(
             log.info("loaded %d cached images from %s", len(recipes), path)
             masks = None
             if with_masks:
-                flat = np.unpackbits(data["masks"], count=len(recipes) * len(FINDINGS) * MASK_SIZE**2)
-                masks = flat.reshape(len(recipes), len(FINDINGS), MASK_SIZE, MASK_SIZE).astype(bool)
+                flat = np.unpackbits(data["masks"], count=len(recipes) * len(PLANTABLE_FINDINGS) * MASK_SIZE**2)
+                masks = flat.reshape(len(recipes), len(PLANTABLE_FINDINGS), MASK_SIZE, MASK_SIZE).astype(bool)
             return ImagePool(data["images"], meta["truths"], meta["metadata"], meta["seeds"], masks)
     images = np.zeros((len(recipes), size, size), dtype=np.uint8)
-    masks = np.zeros((len(recipes), len(FINDINGS), MASK_SIZE, MASK_SIZE), dtype=bool)
+    masks = np.zeros((len(recipes), len(PLANTABLE_FINDINGS), MASK_SIZE, MASK_SIZE), dtype=bool)
     metadata: list[dict[str, str]] = []
     chunk = 25
     jobs = [(recipes[i : i + chunk], size) for i in range(0, len(recipes), chunk)]

@@ -30,7 +30,7 @@ from evals.mini.data import (
 from tools.backends.mini import CONFIG_FILE, MiniCXRClip
 from tools.describers.mini import DescriberCalibration, MiniDescriber
 from tools.phrasing import Statement
-from tools.vocabulary import FINDINGS
+from tools.vocabulary import PLANTABLE_FINDINGS
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +64,13 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
 def _level_attrs(finding: str, level: int, rng: np.random.Generator) -> dict[str, str]:
     attrs = random_attributes(rng, finding)
     for name, values in LEVEL_ATTRIBUTE.items():
-        if name in FINDINGS[finding].attributes:
+        if name in PLANTABLE_FINDINGS[finding].attributes:
             attrs[name] = values[level]
     return attrs
 
 
 def _has_levels(finding: str) -> bool:
-    return any(name in FINDINGS[finding].attributes for name in LEVEL_ATTRIBUTE)
+    return any(name in PLANTABLE_FINDINGS[finding].attributes for name in LEVEL_ATTRIBUTE)
 
 
 def eval_recipes(per_group: int, n_background: int) -> dict[str, list[tuple[Truth, int]]]:

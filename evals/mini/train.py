@@ -45,7 +45,7 @@ from tools.backends.mini import (
     preprocess_images,
 )
 from tools.phrasing import Statement, statement_bank
-from tools.vocabulary import FINDINGS
+from tools.vocabulary import PLANTABLE_FINDINGS
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def crop_truth(
     where it was taken from, and magnification changes apparent size.
     """
     y0, x0, y1, x1 = (int(round(v * MASK_SIZE)) for v in box)
-    keys = list(FINDINGS)
+    keys = list(PLANTABLE_FINDINGS)
     inside: dict[str, float] = {}
     covered: dict[str, float] = {}
     crop_area = max((y1 - y0) * (x1 - x0), 1)
@@ -161,7 +161,7 @@ def crop_truth(
             continue
         if fraction is None:  # planted, but its mask is empty: where it is is unknown
             continue
-        device = FINDINGS[statement.finding].category == "device"
+        device = PLANTABLE_FINDINGS[statement.finding].category == "device"
         if fraction >= (CROP_INSIDE_DEVICE if device else CROP_INSIDE) or (
             not device and covered[statement.finding] >= CROP_COVERAGE
         ):
@@ -177,8 +177,8 @@ def crop_truth(
 def dense_map_names() -> list[str]:
     """The dense head's maps: one per finding (where it shows), then one per device tip position (where the
     device shows, when its tip is there), e.g. ``"enteric_tube:tip=stomach"``."""
-    names = list(FINDINGS)
-    for key, finding in FINDINGS.items():
+    names = list(PLANTABLE_FINDINGS)
+    for key, finding in PLANTABLE_FINDINGS.items():
         names += [f"{key}:tip={value}" for value in finding.attributes.get("tip", ())]
     return names
 
@@ -189,7 +189,7 @@ def dense_targets(masks: np.ndarray, truth: Truth) -> tuple[np.ndarray, np.ndarr
     names = dense_map_names()
     out = np.zeros((len(names), *masks.shape[1:]), dtype=bool)
     valid = np.ones(len(names), dtype=bool)
-    keys = list(FINDINGS)
+    keys = list(PLANTABLE_FINDINGS)
     out[: len(keys)] = masks
     for j, key in enumerate(keys):
         if key in truth and not masks[j].any():
@@ -317,7 +317,7 @@ class _Batches:
                 )
                 y0, x0, y1, x1 = (int(round(v * MASK_SIZE)) for v in box)
                 maps = maps[:, y0:y1, x0:x1]
-                valid[len(FINDINGS) :] = False
+                valid[len(PLANTABLE_FINDINGS) :] = False
                 if min(maps.shape[1:]) < d:
                     continue
             dense[b] = pool_mask(maps, d)

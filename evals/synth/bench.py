@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from evals.synth.findings import PlantedFinding
 from tools.domain import InputError
-from tools.vocabulary import FINDINGS
+from tools.vocabulary import PLANTABLE_FINDINGS
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ EXCLUSIVE = [{"low_lung_volumes", "hyperinflation"}, {"central_venous_catheter",
 def _fill_random(finding: PlantedFinding, rng: np.random.Generator) -> PlantedFinding:
     """Fill every attribute the spec left open with a random allowed value."""
     attrs = dict(finding.attributes)
-    for name, values in FINDINGS[finding.finding].attributes.items():
+    for name, values in PLANTABLE_FINDINGS[finding.finding].attributes.items():
         if name not in attrs:
             attrs[name] = str(values[int(rng.integers(len(values)))])
     return PlantedFinding(finding=finding.finding, attributes=attrs)

@@ -9,7 +9,7 @@ Lung-volume findings move the diaphragm (a vertical warp, which commutes with th
 
 To add a finding: write ``def _my_finding(ctx: EditContext, attrs: dict[str, str]) -> Effect`` and register
 it in :data:`FINDING_SPECS` with its default attributes (the vocabulary key must exist in
-``tools.vocabulary.FINDINGS``).
+``tools.vocabulary.PLANTABLE_FINDINGS``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from evals.synth.volume import BONE_PREFIXES, PreparedVolume, hu_to_mu
 from tools.domain import InputError
-from tools.vocabulary import FINDINGS, describe_finding
+from tools.vocabulary import PLANTABLE_FINDINGS, describe_finding
 
 
 class PlantedFinding(BaseModel):
@@ -36,15 +36,15 @@ class PlantedFinding(BaseModel):
     @field_validator("finding")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in FINDINGS:
-            raise InputError(f"unknown finding {value!r}; known: {', '.join(sorted(FINDINGS))}")
+        if value not in PLANTABLE_FINDINGS:
+            raise InputError(f"unknown finding {value!r}; known: {', '.join(sorted(PLANTABLE_FINDINGS))}")
         if value not in FINDING_SPECS:
             raise InputError(f"finding {value!r} cannot be planted by SynthCXR")
         return value
 
     @model_validator(mode="after")
     def _valid_attributes(self) -> PlantedFinding:
-        allowed = FINDINGS[self.finding].attributes
+        allowed = PLANTABLE_FINDINGS[self.finding].attributes
         for name, val in self.attributes.items():
             if name not in allowed:
                 raise InputError(

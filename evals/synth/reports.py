@@ -17,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 
 from evals.synth.findings import PlantedFinding
-from tools.vocabulary import FINDINGS, LOBE_NAMES, TIP_PATTERNS, describe_finding
+from tools.vocabulary import LOBE_NAMES, PLANTABLE_FINDINGS, TIP_PATTERNS, describe_finding
 
 PARENCHYMAL = ("consolidation", "nodule", "mass", "pulmonary_edema", "atelectasis")
 PLEURAL = ("pleural_effusion", "pneumothorax")
@@ -40,7 +40,7 @@ _NORMAL_WORDS = re.compile(r"\b(normal|clear|unremarkable|intact|within normal l
 
 def _synonym_index() -> list[tuple[str, re.Pattern[str]]]:
     pairs = []
-    for key, finding in FINDINGS.items():
+    for key, finding in PLANTABLE_FINDINGS.items():
         for syn in finding.synonyms:
             pairs.append((key, syn))
     pairs.sort(key=lambda kv: -len(kv[1]))
@@ -106,7 +106,7 @@ def phrase_bank() -> dict[str, tuple[tuple[str, frozenset[str]], ...]]:
                 mentioned = mentioned_findings(s)
                 if section == "impression" and re.match(r"^(no acute|no active|normal chest)", low):
                     if not mentioned:
-                        topics["impression"][s] = frozenset(k for k in FINDINGS if k not in DEVICES)
+                        topics["impression"][s] = frozenset(k for k in PLANTABLE_FINDINGS if k not in DEVICES)
                     continue
                 if _NEG_START.match(s) and mentioned and "acute" not in low:
                     topics["negative"][s] = frozenset(mentioned)
@@ -398,7 +398,7 @@ def write_report(findings: Sequence[PlantedFinding], rng: np.random.Generator, v
             if want[0] == "cardiomegaly":
                 sentences.append((order["heart"], "Normal heart size."))
             else:
-                sentences.append((order["lungs"], f"{FINDINGS[want[0]].negation.capitalize()}."))
+                sentences.append((order["lungs"], f"{PLANTABLE_FINDINGS[want[0]].negation.capitalize()}."))
             covered.add(want[0])
             continue
         s, need = good[int(rng.integers(len(good)))]
@@ -435,7 +435,7 @@ _LEADS = re.compile(r"\b(\d) lead")
 
 def _parse_attrs(key: str, s: str) -> dict[str, str]:
     out: dict[str, str] = {}
-    allowed = FINDINGS[key].attributes
+    allowed = PLANTABLE_FINDINGS[key].attributes
     if "side" in allowed:
         m = _SIDE.search(s)
         if m:

@@ -14,16 +14,21 @@ embedding gets wrong, negation:
   sentence agrees by label (one positive statement settles it, as in the labeler's report summary).
 
 With a contrast prompt (e.g. "no pleural effusion" for "pleural effusion") the score is
-``score(hypothesis) - score(contrast)``. Hypotheses that name no vocabulary finding get plain
-max-sentence similarity. Studies without report text are returned as skipped (NaN rows), never scored 0,
-so a comparison can run on report-only data and image and report evidence can be compared.
+``score(hypothesis) - score(contrast)``. Hypotheses that name no vocabulary finding get the best similarity
+of the sentences that do not negate them. Studies without report text are returned as skipped (NaN rows),
+never scored 0, so a comparison can run on report-only data and image and report evidence can be compared.
+
+Free-text hypotheses (an open-vocabulary phrase, :mod:`tools.phrases`) are negation-aware too: a sentence that
+names the phrase's words in a negated clause ("no shunt tubing") contradicts it.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -44,14 +49,29 @@ REPORTS_MODEL_ID = "reports-minilm"
 class _HypothesisLabels:
     present: frozenset[str]
     absent: frozenset[str]
+    phrase: str = ""
+    phrase_negated: bool = False
+
+
+_NEGATED_PHRASE = re.compile(r"^\s*(?:no|without|absence\s+of)\s+", re.I)
 
 
 def _hypothesis_labels(text: str) -> _HypothesisLabels:
     summary = label_report(text).summary
+    phrase = _NEGATED_PHRASE.sub("", text).strip()
     return _HypothesisLabels(
         present=frozenset(k for k, v in summary.items() if v != "negated"),
         absent=frozenset(k for k, v in summary.items() if v == "negated"),
+        phrase=phrase,
+        phrase_negated=phrase != text.strip(),
     )
+
+
+@lru_cache(maxsize=65536)
+def _negates(sentence: str, phrase: str) -> bool:
+    from tools.phrases import negates
+
+    return negates(sentence, phrase)
 
 
 class ReportTextScorer:
@@ -124,18 +144,29 @@ class ReportTextScorer:
             rows = [sent_index[s] for s in sentences]
             mentions = [mention_cache[s] for s in sentences]
             for j, (hyp, contrast) in enumerate(targets):
-                value = self._one(sent_vecs[rows], mentions, text_vecs[hyp], labels[hyp])
+                value = self._one(sent_vecs[rows], mentions, text_vecs[hyp], labels[hyp], sentences)
                 if contrast:
-                    value -= self._one(sent_vecs[rows], mentions, text_vecs[contrast], labels[contrast])
+                    value -= self._one(sent_vecs[rows], mentions, text_vecs[contrast], labels[contrast], sentences)
                 scores[i, j] = value
         return scores, skipped
 
     def _one(
-        self, sent_vecs: np.ndarray, mentions: list[list[Mention]], text_vec: np.ndarray, hyp: _HypothesisLabels
+        self,
+        sent_vecs: np.ndarray,
+        mentions: list[list[Mention]],
+        text_vec: np.ndarray,
+        hyp: _HypothesisLabels,
+        sentences: Sequence[str],
     ) -> float:
         sims = sent_vecs @ text_vec
         if not hyp.present and not hyp.absent:
-            return float(sims.max())
+            # free text: a sentence that negates the phrase contradicts it (see tools.phrases.negates); for a
+            # negated phrase ("no shunt tubing") the negating sentences are the support
+            negated = [_negates(sentence, hyp.phrase) for sentence in sentences]
+            agree = [sim for sim, neg in zip(sims.tolist(), negated, strict=True) if neg == hyp.phrase_negated]
+            against = [sim for sim, neg in zip(sims.tolist(), negated, strict=True) if neg != hyp.phrase_negated]
+            best = max(agree) if agree else 0.0
+            return float(best - max(against)) if not agree else float(best)
         support: list[float] = []
         contradiction: list[float] = []
         agreed = False

@@ -26,7 +26,7 @@ import numpy as np
 from tools.backends.mini import CONFIG_FILE, MiniCXRClip, load_mini, weights_dir
 from tools.domain import InputError
 from tools.phrasing import Statement
-from tools.vocabulary import FINDINGS, describe_finding
+from tools.vocabulary import PLANTABLE_FINDINGS, describe_finding
 
 if TYPE_CHECKING:
     from tools.settings import Settings
@@ -106,13 +106,13 @@ class MiniDescriber:
         digest = self.calibration.digest()
         # the description cache is keyed by the model id: new thresholds or fusion statistics give new descriptions
         self.model_id = f"{model.model_id}+calibration@{digest}" if digest else model.model_id
-        self.keys = list(FINDINGS)
+        self.keys = list(PLANTABLE_FINDINGS)
         self._present = [Statement(k, True) for k in self.keys]
         self._absent = [Statement(k, False) for k in self.keys]
         self._attr_statements: list[tuple[str, str, str, Statement]] = [
             (k, name, value, Statement(k, True, ((name, value),)))
             for k in self.keys
-            for name, values in FINDINGS[k].attributes.items()
+            for name, values in PLANTABLE_FINDINGS[k].attributes.items()
             for value in values
         ]
         self._statements = self._present + self._absent + [s for *_, s in self._attr_statements]
@@ -170,7 +170,9 @@ class MiniDescriber:
 
 def _mentions(prompt: str, key: str) -> bool:
     text = f" {prompt.lower()} "
-    return any(f" {syn} " in text or f" {syn}," in text or f" {syn}." in text for syn in FINDINGS[key].synonyms)
+    return any(
+        f" {syn} " in text or f" {syn}," in text or f" {syn}." in text for syn in PLANTABLE_FINDINGS[key].synonyms
+    )
 
 
 def render_description(calls: FindingCalls, focus: Sequence[str] = ()) -> str:
@@ -180,11 +182,11 @@ def render_description(calls: FindingCalls, focus: Sequence[str] = ()) -> str:
         if key in calls:
             sentences.append(f"There is {describe_finding(key, calls[key])}.")
         else:
-            sentences.append(f"{FINDINGS[key].negation.capitalize()}.")
+            sentences.append(f"{PLANTABLE_FINDINGS[key].negation.capitalize()}.")
     for key, attrs in calls.items():
         if key not in focus:
             sentences.append(f"There is {describe_finding(key, attrs)}.")
-    negatives = [FINDINGS[k].negation for k in PERTINENT_NEGATIVES if k not in calls and k not in focus]
+    negatives = [PLANTABLE_FINDINGS[k].negation for k in PERTINENT_NEGATIVES if k not in calls and k not in focus]
     if negatives:
         sentences.append(f"{negatives[0].capitalize()}" + "".join(f", {n}" for n in negatives[1:]) + ".")
     impression = (
