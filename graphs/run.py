@@ -20,7 +20,7 @@ from typing import Any
 
 from agent.context import RunContext
 from agent.schemas import Decision, Proposal, ProposedHypothesis
-from agent.state import Budget, Observation, RoundStat
+from agent.state import AgentLoop, Budget, Observation, RoundStat
 from graphs.radiologist import build_graph, release_run, trace_for
 from tools.domain import (
     Comparison,
@@ -55,6 +55,7 @@ CHECKPOINT_TYPES = (
     Decision,
     Proposal,
     ProposedHypothesis,
+    AgentLoop,
 )
 
 
@@ -88,11 +89,39 @@ def run_agent(
 ) -> RunResult:
     """Run (or resume) the agent on a comparison; returns the run result and writes it to the run folder.
 
-    ``on_event(node, update)`` is called after each node (for live progress views).
+    ``on_event(node, update)`` is called after each node (for live progress views). With ``llm`` ``local`` or
+    ``local:MODEL`` the local llama.cpp server runs for the run's length (shared with other runs of this
+    process that need it at the same time) and is stopped after it, whatever happens.
     """
+    from tools.local_llm import is_local
+
+    if is_local(context.llm):
+        from tools.local_llm import local_server
+        from tools.settings import Settings
+
+        with local_server(context.llm, Settings().cache_dir) as server:
+            local = context.model_copy(update={"llm_base_url": server.base_url})
+            return _run_agent(comparison, local, question=question, resume=resume, on_event=on_event)
+    return _run_agent(comparison, context, question=question, resume=resume, on_event=on_event)
+
+
+def recursion_limit(context: RunContext) -> int:
+    """Graph steps a run may take: the round loop's nodes, plus the LLM agent loop's turns and tool rounds."""
+    agent_steps = 2 * (context.tool_call_budget + context.max_repairs + 2) if context.llm != "rules" else 0
+    return 20 + (8 + agent_steps) * context.max_rounds
+
+
+def _run_agent(
+    comparison: Comparison | None,
+    context: RunContext,
+    *,
+    question: str,
+    resume: bool,
+    on_event: Callable[[str, dict[str, Any]], None] | None,
+) -> RunResult:
     run_dir = Path(context.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = {"configurable": {"thread_id": context.run_id}, "recursion_limit": 20 + 8 * context.max_rounds}
+    config = {"configurable": {"thread_id": context.run_id}, "recursion_limit": recursion_limit(context)}
     trace = trace_for(context)
     with checkpointer(run_dir / "checkpoints.sqlite") as saver:
         graph = compile_graph(saver)

@@ -241,6 +241,10 @@ class RunResult(BaseModel):
     confounders: ConfounderReport | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
     seconds: float = Field(default=0.0, ge=0)
+    llm_calls: int = Field(default=0, ge=0, description="LLM chat calls of the run (0 for the rules policy).")
+    llm_tool_calls: int = Field(default=0, ge=0, description="Tool calls the LLM made (valid or not).")
+    llm_tool_errors: int = Field(default=0, ge=0, description="Tool calls of the LLM that came back as errors.")
+    llm_tokens: int = Field(default=0, ge=0, description="LLM tokens (prompt + completion) the run spent.")
 
     @property
     def n_skipped(self) -> int:
