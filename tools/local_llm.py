@@ -137,13 +137,15 @@ def assemble_gguf(model: LocalModel, cache_dir: Path) -> Path:
 
 
 def default_threads() -> int:
-    """Threads for the llama.cpp server: ``RADDIFF_LOCAL_LLM_THREADS`` or the CPU count (at most 16)."""
+    """Threads for the llama.cpp server: ``RADDIFF_LOCAL_LLM_THREADS``, else half the CPUs (1 to 8). On a busy
+    2-core machine one thread generated 10x faster than two (measured: 5.6 s vs 51 s for 60 tokens), since
+    llama.cpp's threads wait on each other at every op when the CPU is shared."""
     raw = os.environ.get("RADDIFF_LOCAL_LLM_THREADS")
     if raw:
         if not raw.isdigit() or int(raw) < 1:
             raise InputError(f"RADDIFF_LOCAL_LLM_THREADS={raw!r}: expected a positive integer")
         return int(raw)
-    return max(1, min(16, os.cpu_count() or 1))
+    return max(1, min(8, (os.cpu_count() or 1) // 2))
 
 
 class LocalServer:
@@ -270,6 +272,8 @@ def serve(gguf: Path, n_ctx: int, threads: int) -> None:
     params.n_parallel = 1
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads
+    params.cpuparams.poll = 0  # no busy-waiting between ops: a shared CPU otherwise slows generation many times
+    params.cpuparams_batch.poll = 0
     server = xlc.Server(params)
     sys.stdout.write(f"listening {server.listening_address}\n")
     sys.stdout.flush()
