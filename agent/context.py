@@ -39,6 +39,9 @@ class RunContext(BaseModel):
     token_budget: int = Field(default=200_000, ge=0, description="LLM tokens (prompt + completion) the run may spend.")
     tool_call_budget: int = Field(default=40, ge=1, description="Tool calls the LLM may make in one reflection step.")
     max_repairs: int = Field(default=2, ge=0, le=10, description="Retries of a malformed structured LLM answer.")
+    require_tool_call: bool = Field(
+        default=True, description="The LLM's first turn of each reflection must call a tool (tool_choice=required)."
+    )
     llm_max_tokens: int = Field(default=512, ge=16, le=32768, description="Most tokens of one LLM answer.")
     zoom_samples: int = Field(default=40, ge=2, description="Studies per group re-scored on a zoomed region.")
     evidence_k: int = Field(default=3, ge=0, le=20, description="Most/least typical studies kept per hypothesis.")

@@ -349,7 +349,7 @@ def agent(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         )
     try:
         with policy.metered() as turns:
-            response = policy.agent_step([*messages, *added], tools)
+            response = policy.agent_step([*messages, *added], tools, context.require_tool_call and loop.turns == 0)
     except Exception as exc:  # an unreachable or failing LLM ends the loop with a stop, never the run
         log.warning("LLM agent turn failed: %s", exc)
         reason = f"the LLM failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]

@@ -125,7 +125,8 @@ def test_real_small_model_drives_the_tools_and_its_results_reach_pool_and_trace(
         llm_max_tokens=160,
         top_k=3,
     )
-    result = run_agent(_comparison(tmp_path), ctx)
+    question = "Is the effusion on the right side? Test 'right pleural effusion' with score_hypotheses."
+    result = run_agent(_comparison(tmp_path), ctx, question=question)
     assert local_llm._RUNNING == {}  # the server was shut down with the run
 
     events = read_trace(ctx.run_dir / "trace.jsonl")

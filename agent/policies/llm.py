@@ -104,9 +104,16 @@ def _salvage_hypotheses(raw: str) -> list[ProposedHypothesis]:
     return out
 
 
+_CONTRAST = re.compile(r"^(?:no|without|absent|absence of|normal)\b", re.IGNORECASE)
+
+
 def plain_proposal(item: ProposedHypothesis) -> ProposedHypothesis:
-    """The proposed hypothesis with its text reduced to a plain finding phrase."""
-    return item.model_copy(update={"text": plain_finding_phrase(item.text)})
+    """The proposed hypothesis with its text reduced to a plain finding phrase; a contrast that is not a short
+    negation ("no pleural effusion") is dropped, so the scorer derives its own."""
+    contrast = item.contrast.strip() if item.contrast else None
+    if contrast is not None and (len(contrast) > 80 or not _CONTRAST.match(contrast) or "group" in contrast.lower()):
+        contrast = None
+    return item.model_copy(update={"text": plain_finding_phrase(item.text), "contrast": contrast})
 
 
 def parse_decision(text: str) -> Decision:
@@ -155,8 +162,15 @@ def recover_tool_calls(message: Any, tool_names: Sequence[str]) -> Any:
 
 
 def _first_json(text: str) -> str | None:
-    match = _JSON_BLOCK.search(text)
-    return match.group(0) if match else None
+    """The first complete JSON object in a text (prose or a second object after it is ignored)."""
+    decoder = json.JSONDecoder()
+    for start in (m.start() for m in re.finditer(r"\{", text)):
+        try:
+            _value, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            continue
+        return text[start:end]
+    return None
 
 
 class LLMPolicy:
@@ -247,7 +261,7 @@ class LLMPolicy:
             n_a=len(comparison.set_a) if comparison else "?",
             n_b=len(comparison.set_b) if comparison else "?",
             table=prevalence_table(observations),
-            evidence=render_evidence(observations, max_chars=2000, per_kind=3, max_text=240),
+            evidence=render_evidence(observations, max_chars=1200, per_kind=2, max_text=160),
             scored=render_differences(scored, context.top_k * 2) or "(none yet)",
             n=context.hypotheses_per_round,
         )
@@ -271,6 +285,7 @@ class LLMPolicy:
         from langchain_core.messages import HumanMessage
 
         text = load_prompt("reflect.md").format(
+            question=_question(observations) or "(none: describe the main differences)",
             round=round_,
             max_rounds=context.max_rounds,
             history=render_history(history),
@@ -280,9 +295,10 @@ class LLMPolicy:
         )
         return HumanMessage(content=text, name="round_brief")
 
-    def agent_step(self, messages: Sequence[Any], tools: Sequence[Any]) -> Any:
+    def agent_step(self, messages: Sequence[Any], tools: Sequence[Any], require_tool: bool = False) -> Any:
         """One agent turn: the system message and ``messages`` (tool results cut to :data:`TOOL_OUTPUT_CHARS`)
-        to the chat model with ``tools`` bound (none: answer only); a tool call written as text is recovered."""
+        to the chat model with ``tools`` bound (none: answer only; ``require_tool``: it must call one); a tool
+        call written as text is recovered."""
         from langchain_core.messages import ToolMessage
 
         shown = [
@@ -291,7 +307,10 @@ class LLMPolicy:
             else m
             for m in messages
         ]
-        model = self.chat.bind_tools(list(tools)) if tools else self.chat
+        if tools:
+            model = self.chat.bind_tools(list(tools), tool_choice="required" if require_tool else None)
+        else:
+            model = self.chat
         response = self._invoke(model, [self.system(), *shown])
         return recover_tool_calls(response, [t.name for t in tools])
 
