@@ -343,7 +343,9 @@ def agent(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         if loop.tool_calls >= context.tool_call_budget
         else _offered_tools(make_tools(workspace_for(context, state)), context)
     )
-    if not tools and loop.tool_calls >= context.tool_call_budget and not _nudged(messages):
+    if context.require_tool_call and loop.turns >= 1 and not _has(messages, "decide"):
+        added.append(policy.decide_message())
+    if not tools and loop.tool_calls >= context.tool_call_budget and not _has(messages, "nudge"):
         added.append(
             HumanMessage(content="The tool-call budget is spent: answer with the decision JSON now.", name="nudge")
         )
@@ -389,8 +391,8 @@ def _offered_tools(tools: list[Any], context: RunContext) -> list[Any]:
     return [t for t in tools if context.image_grids or t.name != "build_image_grid"]
 
 
-def _nudged(messages: list[Any]) -> bool:
-    return any(getattr(m, "name", None) == "nudge" for m in messages)
+def _has(messages: list[Any], name: str) -> bool:
+    return any(getattr(m, "name", None) == name for m in messages)
 
 
 def route_after_agent(

@@ -85,6 +85,8 @@ def test_agent_loop_keeps_tool_results_in_pool_messages_and_trace(openai_server,
 
     requests = openai_server.requests
     assert "tools" in requests[1] and "AUROC after each round" in requests[1]["messages"][1]["content"]
+    assert requests[1]["tool_choice"] == "required" and "tool_choice" not in requests[2]  # a tool call first
+    assert '"action"' in requests[2]["messages"][-1]["content"]  # then the decision format
     assert "- round 1: best 1.000" in requests[1]["messages"][1]["content"]  # the true AUROC history
     tool_msgs = [m for m in requests[2]["messages"] if m["role"] == "tool"]
     assert "right pleural effusion (more in A): AUROC 1.000" in tool_msgs[0]["content"]
@@ -102,6 +104,7 @@ def test_agent_loop_keeps_tool_results_in_pool_messages_and_trace(openai_server,
         "AIMessage",
         "ToolMessage",
         "ToolMessage",
+        "HumanMessage",  # the decision format, after the first tool results
         "AIMessage",
         "ToolMessage",
         "AIMessage",

@@ -39,6 +39,11 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 _JSON_BLOCK = re.compile(r"\{.*\}", re.DOTALL)
 _TOOL_TAG = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
 TOOL_OUTPUT_CHARS = 1500  # how much of one tool result the model is shown (the state keeps it whole)
+FIRST_CALL = (
+    "First call one tool, to test a sharper wording of the best difference or to answer the user's question. "
+    'Reply with the tool call only, e.g. {"name": "score_hypotheses", "arguments": {"hypotheses": '
+    '["a sharper wording"], "groups": ["A"]}}'
+)
 
 
 def parse_llm_id(llm: str) -> str:
@@ -292,8 +297,15 @@ class LLMPolicy:
             differences=render_differences(differences_so_far(pool, context.top_k), context.top_k) or "(none yet)",
             table=prevalence_table(observations),
             budget=context.tool_call_budget,
+            next_step=FIRST_CALL if context.require_tool_call else load_prompt("decide.md"),
         )
         return HumanMessage(content=text, name="round_brief")
+
+    def decide_message(self) -> Any:
+        """The decision format, sent after the first tool results when the brief asked for a tool call first."""
+        from langchain_core.messages import HumanMessage
+
+        return HumanMessage(content=load_prompt("decide.md"), name="decide")
 
     def agent_step(self, messages: Sequence[Any], tools: Sequence[Any], require_tool: bool = False) -> Any:
         """One agent turn: the system message and ``messages`` (tool results cut to :data:`TOOL_OUTPUT_CHARS`)
