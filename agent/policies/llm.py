@@ -27,7 +27,7 @@ from agent.context import RunContext
 from agent.schemas import Decision, Proposal, ProposedHypothesis
 from agent.state import Observation, RoundStat
 from prompts import load_prompt
-from tools.domain import Hypothesis, InputError, ScoredHypothesis
+from tools.domain import GroupLabel, Hypothesis, InputError, ScoredHypothesis
 from tools.local_llm import is_local, resolve_model
 from tools.phrasing import plain_finding_phrase
 from tools.reports import UNTRUSTED_NOTICE, quote_untrusted
@@ -40,9 +40,8 @@ _JSON_BLOCK = re.compile(r"\{.*\}", re.DOTALL)
 _TOOL_TAG = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
 TOOL_OUTPUT_CHARS = 1500  # how much of one tool result the model is shown (the state keeps it whole)
 FIRST_CALL = (
-    "First call one tool, to test a sharper wording of the best difference or to answer the user's question. "
-    'Reply with the tool call only, e.g. {"name": "score_hypotheses", "arguments": {"hypotheses": '
-    '["a sharper wording"], "groups": ["A"]}}'
+    "First call one tool, to test a sharper or new wording or to answer the user's question. Reply with the tool "
+    'call only, e.g. {{"name": "score_hypotheses", "arguments": {{"hypotheses": ["{text}"], "groups": ["{group}"]}}}}'
 )
 
 
@@ -297,7 +296,9 @@ class LLMPolicy:
             differences=render_differences(differences_so_far(pool, context.top_k), context.top_k) or "(none yet)",
             table=prevalence_table(observations),
             budget=context.tool_call_budget,
-            next_step=FIRST_CALL if context.require_tool_call else load_prompt("decide.md"),
+            next_step=FIRST_CALL.format(**untested_wording(observations, pool))
+            if context.require_tool_call
+            else load_prompt("decide.md"),
         )
         return HumanMessage(content=text, name="round_brief")
 
@@ -331,6 +332,27 @@ def response_tokens(response: Any) -> int:
     """Prompt + completion tokens of a chat response (0 when the server reports none)."""
     usage = getattr(response, "usage_metadata", None) or {}
     return int(usage.get("total_tokens", 0))
+
+
+def untested_wording(observations: Sequence[Observation], pool: Sequence[ScoredHypothesis]) -> dict[str, str]:
+    """A wording not scored yet for the example tool call of the brief: the finding whose prevalence differs most
+    between the texts read, with the attribute values its group's texts state (all, then one, then none)."""
+    from agent.policies.rules import evidence_from_observations
+    from tools.vocabulary import FINDINGS, describe_finding
+    from tools.workspace import annotate_hypothesis
+
+    tested = {s.hypothesis.key for s in pool}
+    rows = sorted(evidence_from_observations(observations).values(), key=lambda e: -abs(e.difference))
+    for e in [r for r in rows if r.difference][:4]:
+        group: GroupLabel = "A" if e.difference > 0 else "B"
+        allowed = FINDINGS[e.finding].attributes
+        attrs = {n: c.most_common(1)[0][0] for n, c in e.attributes[group].items() if c and n in allowed}
+        for chosen in [attrs, *({n: v} for n, v in attrs.items()), {}]:
+            text = describe_finding(e.finding, chosen)
+            if annotate_hypothesis(Hypothesis(text=text, group=group)).key not in tested:
+                return {"text": text, "group": group}
+    best = differences_so_far(pool, 1)
+    return {"text": best[0].hypothesis.text, "group": best[0].hypothesis.group} if best else {"text": "", "group": "A"}
 
 
 def differences_so_far(pool: Sequence[ScoredHypothesis], k: int) -> list[ScoredHypothesis]:
