@@ -360,8 +360,7 @@ def agent(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
             **_agent_decided(Decision(action="stop", reason=reason), f"policy stopped: {reason}"),
             "messages": added,
         }
-    for turn in turns:
-        _trace_turn(context, "agent", loop.round, turn)
+    _trace_turn(context, "agent", loop.round, response)  # as recovered: a tool call written as text is a call
     added.append(response)
     loop = loop.model_copy(update={"turns": loop.turns + 1})
     update: dict[str, Any] = {"budget": _charge(state, turns), "loop": loop}
