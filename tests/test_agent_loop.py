@@ -191,3 +191,28 @@ def test_a_fenced_or_tagged_tool_call_is_recovered_and_a_decision_is_not():
 )
 def test_hypotheses_are_plain_finding_phrases(text, phrase):
     assert plain_finding_phrase(text) == phrase
+
+
+def test_brief_suggests_a_wording_not_scored_yet_and_drops_a_sentence_contrast():
+    from agent.policies.llm import plain_proposal, untested_wording
+    from agent.schemas import ProposedHypothesis
+    from agent.state import Observation
+    from tools.domain import Hypothesis, HypothesisScore, ScoredHypothesis
+    from tools.workspace import annotate_hypothesis
+
+    obs = [
+        Observation(kind="reports", round=0, group="A", study_ids=["a1", "a2"], texts=["Moderate right effusion."] * 2),
+        Observation(kind="reports", round=0, group="B", study_ids=["b1", "b2"], texts=["No pleural effusion."] * 2),
+    ]
+    assert untested_wording(obs, []) == {"text": "moderate right pleural effusion", "group": "A"}
+    score = HypothesisScore(auroc=0.9, ci_low=0.8, ci_high=1.0, p_value=0.01, q_value=0.01, mean_a=0.6, mean_b=0.4)
+    tested = annotate_hypothesis(Hypothesis(text="moderate right pleural effusion", group="A"))
+    suggestion = untested_wording(obs, [ScoredHypothesis(hypothesis=tested, score=score)])
+    assert suggestion["group"] == "A" and suggestion["text"] != "moderate right pleural effusion"
+    assert "pleural effusion" in suggestion["text"]
+
+    sentence = "Group A's study is more consistent with the claim of no pleural effusion in Group B."
+    item = ProposedHypothesis(text="Group A has more pleural effusion", group="A", contrast=sentence)
+    assert plain_proposal(item).contrast is None and plain_proposal(item).text == "pleural effusion"
+    kept = ProposedHypothesis(text="pleural effusion", group="A", contrast="no pleural effusion")
+    assert plain_proposal(kept).contrast == "no pleural effusion"
