@@ -20,7 +20,10 @@ class RunContext(BaseModel):
 
     run_id: str = Field(default="run", description="Id of the run: names its folder, trace and checkpoint thread.")
     run_dir: Path = Field(default=Path("raddiff-runs/run"), description="Folder for results, trace and report.")
-    llm: str = Field(default="rules", description="'rules' (offline policy) or an LLM: 'openai:MODEL' or a model name.")
+    llm: str = Field(
+        default="rules",
+        description="'rules' (offline policy) or an LLM: 'openai:MODEL', a model name, or 'local[:MODEL]' (offline).",
+    )
     llm_base_url: str | None = Field(default=None, description="OpenAI-compatible server base URL for the LLM.")
     scorer: str = Field(default="mini", description="Image-text scorer id ('mini', 'chexzero:PATH', ...).")
     describer: str = Field(default="mini", description="Describer id ('mini', 'chexagent:ID', 'openai:MODEL').")
@@ -36,6 +39,10 @@ class RunContext(BaseModel):
     token_budget: int = Field(default=200_000, ge=0, description="LLM tokens (prompt + completion) the run may spend.")
     tool_call_budget: int = Field(default=40, ge=1, description="Tool calls the LLM may make in one reflection step.")
     max_repairs: int = Field(default=2, ge=0, le=10, description="Retries of a malformed structured LLM answer.")
+    require_tool_call: bool = Field(
+        default=True, description="The LLM's first turn of each reflection must call a tool (tool_choice=required)."
+    )
+    llm_max_tokens: int = Field(default=512, ge=16, le=32768, description="Most tokens of one LLM answer.")
     zoom_samples: int = Field(default=40, ge=2, description="Studies per group re-scored on a zoomed region.")
     prevalence_describe_max: int = Field(
         default=200,

@@ -30,11 +30,9 @@ def stop_reason(history: Sequence[RoundStat], budget: Budget, context: RunContex
         return f"best AUROC {last.best_auroc:.3f} reached the ceiling {context.auroc_ceiling:.3f}"
     if len(history) >= context.max_rounds:
         return f"round budget of {context.max_rounds} rounds spent"
-    elapsed = run_seconds(budget, context, now)
-    if elapsed >= context.time_budget_s:
-        return f"time budget of {context.time_budget_s:.0f} s spent ({elapsed:.0f} s)"
-    if context.token_budget and budget.tokens >= context.token_budget:
-        return f"token budget of {context.token_budget} spent ({budget.tokens})"
+    spent = budget_spent(budget, context, now)
+    if spent:
+        return spent
     if len(history) >= 2:
         prev = history[-2]
         gain_best = last.best_auroc - prev.best_auroc
@@ -44,4 +42,14 @@ def stop_reason(history: Sequence[RoundStat], budget: Budget, context: RunContex
                 f"converged: best AUROC {prev.best_auroc:.3f} -> {last.best_auroc:.3f} and top-{context.top_k} mean "
                 f"{prev.topk_mean:.3f} -> {last.topk_mean:.3f} improved less than {context.convergence_delta}"
             )
+    return ""
+
+
+def budget_spent(budget: Budget, context: RunContext, now: float | None = None) -> str:
+    """Why the run's time or token budget is spent, or ``""`` (also checked before each LLM agent turn)."""
+    elapsed = run_seconds(budget, context, now)
+    if elapsed >= context.time_budget_s:
+        return f"time budget of {context.time_budget_s:.0f} s spent ({elapsed:.0f} s)"
+    if context.token_budget and budget.tokens >= context.token_budget:
+        return f"token budget of {context.token_budget} spent ({budget.tokens})"
     return ""

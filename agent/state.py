@@ -51,6 +51,20 @@ class Budget(BaseModel):
     started_at: float = Field(description="time.time() when the run started.")
     llm_calls: int = 0
     tokens: int = 0
+    llm_tool_calls: int = Field(default=0, description="Tool calls the LLM made (valid or not).")
+    llm_tool_errors: int = Field(default=0, description="Of those, the ones that came back as errors.")
+
+
+class AgentLoop(BaseModel):
+    """Counters of the LLM agent's current tool loop (one per reflection), checkpointed with the state."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    round: int = 0
+    start: int = Field(default=0, description="Index in ``messages`` of this loop's first message (its brief).")
+    turns: int = 0
+    tool_calls: int = 0
+    repairs: int = 0
 
 
 class InputState(TypedDict):
@@ -72,5 +86,7 @@ class State(InputState, total=False):
     decision: Decision | None  # the latest reflection decision
     stop_reason: str  # why the loop ended ("" while running)
     budget: Budget  # calls, tokens and time spent
-    messages: Annotated[list[AnyMessage], add_messages]  # LLM conversation (LLM policy only)
+    messages: Annotated[list[AnyMessage], add_messages]  # LLM conversation, every turn and tool result (LLM policy)
+    llm_turn: bool  # reflect handed the decision to the LLM agent loop (agent <-> tools)
+    loop: AgentLoop  # counters of the current agent loop
     result: RunResult | None  # the final report

@@ -83,7 +83,11 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--llm", help="Agent policy: 'rules' (offline), 'openai:MODEL', or a model name.")
+    parser.add_argument(
+        "--llm",
+        help="Agent policy: 'rules' (offline), 'local' / 'local:qwen2.5-coder-0.5b' (a real LLM, offline: "
+        "llama.cpp on 127.0.0.1), 'openai:MODEL', or a model name.",
+    )
     parser.add_argument("--llm-base-url", help="OpenAI-compatible server for the LLM (vLLM, SGLang, Ollama...).")
     parser.add_argument("--scorer", help="Scorer: mini, chexzero:PATH, open_clip:NAME[@TAG], hf-hub:ID, reports.")
     parser.add_argument("--describer", help="Describer: mini, chexagent:MODEL_ID, openai:MODEL.")

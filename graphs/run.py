@@ -20,7 +20,7 @@ from typing import Any
 
 from agent.context import RunContext
 from agent.schemas import Decision, Proposal, ProposedHypothesis
-from agent.state import Budget, Observation, RoundStat
+from agent.state import AgentLoop, Budget, Observation, RoundStat
 from graphs.radiologist import build_graph, release_run, trace_for
 from tools.differences import covarying_line, difference_line, hypothesis_line, prevalence_text
 from tools.domain import (
@@ -62,6 +62,7 @@ CHECKPOINT_TYPES = (
     Decision,
     Proposal,
     ProposedHypothesis,
+    AgentLoop,
 )
 
 
@@ -123,14 +124,30 @@ def run_agent(
 
     ``on_event(node, update)`` is called after each node (for live progress views). ``skipped``: inputs the
     loader skipped; they are listed in the result with the ones skipped during the run. On resume, the time
-    the run spent interrupted is left out of its time budget.
+    the run spent interrupted is left out of its time budget. With ``llm`` ``local`` or ``local:MODEL`` the
+    local llama.cpp server runs for the run's length (shared with other runs of this process that need it at
+    the same time) and is stopped after it, whatever happens.
     """
     run_dir = Path(context.run_dir)
     if resume and not (run_dir / "checkpoints.sqlite").is_file():
         raise InputError(f"run {context.run_id!r}: nothing to resume (no checkpoint in {run_dir})")
     run_dir.mkdir(parents=True, exist_ok=True)
+    from tools.local_llm import is_local
+
     with run_lock(run_dir, context.run_id):
+        if is_local(context.llm):
+            from tools.local_llm import local_server
+
+            with local_server(context.llm, context.settings.cache_dir) as server:
+                local = context.model_copy(update={"llm_base_url": server.base_url})
+                return _run_locked(comparison, local, question, resume, on_event, skipped or [])
         return _run_locked(comparison, context, question, resume, on_event, skipped or [])
+
+
+def recursion_limit(context: RunContext) -> int:
+    """Graph steps a run may take: the round loop's nodes, plus the LLM agent loop's turns and tool rounds."""
+    agent_steps = 2 * (context.tool_call_budget + context.max_repairs + 2) if context.llm != "rules" else 0
+    return 20 + (8 + agent_steps) * context.max_rounds
 
 
 def _run_locked(
@@ -144,14 +161,14 @@ def _run_locked(
     from agent.trace import downtime_s, read_trace
 
     run_dir = Path(context.run_dir)
-    config = {"configurable": {"thread_id": context.run_id}, "recursion_limit": 20 + 8 * context.max_rounds}
+    config = {"configurable": {"thread_id": context.run_id}, "recursion_limit": recursion_limit(context)}
     with checkpointer(run_dir / "checkpoints.sqlite") as saver:
         graph = compile_graph(saver)
         snapshot = graph.get_state(config)
         source = comparison if comparison is not None else (snapshot.values or {}).get("comparison")
-        if isinstance(source, Comparison) and source.report_only and not context.scores_reports:
+        report_only = isinstance(source, Comparison) and source.report_only and not context.scores_reports
+        if report_only:
             log.info("run %s: no study has an image; running in report-only mode", context.run_id)
-            trace.event("report_only", reason="no study has an image: report-text scorer, no describe or zoom")
             context = context.report_only()
         if resume:
             if not snapshot.values:
@@ -173,6 +190,8 @@ def _run_locked(
             trace = trace_for(context)
             trace.event("run_start", context=context.model_dump(mode="json"), question=question)
             stream_input = {"comparison": comparison, "question": question, "load_skipped": list(skipped)}
+        if report_only:
+            trace.event("report_only", reason="no study has an image: report-text scorer, no describe or zoom")
         started = time.perf_counter()
         for chunk in graph.stream(stream_input, config=config, context=context, stream_mode="updates"):
             for node, update in chunk.items():

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from langchain_core.tools import BaseTool, StructuredTool
 
-from tools.domain import Hypothesis, RadDiffError
+from tools.domain import Hypothesis, RadDiffError, ScoredHypothesis
+from tools.phrasing import plain_finding_phrase
 from tools.untrusted import UNTRUSTED_NOTICE, quote_inline, quote_untrusted, quoted_ids
 from tools.vocabulary import REGIONS
 from tools.workspace import DEFAULT_DESCRIBE_PROMPT, Workspace
@@ -27,9 +29,11 @@ def _error(exc: Exception) -> str:
     return f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
 
 
-def make_tools(ws: Workspace) -> list[BaseTool]:
+def make_tools(ws: Workspace, on_scored: Callable[[Sequence[ScoredHypothesis]], None] | None = None) -> list[BaseTool]:
     """LangChain tools over ``ws``: describe_images, lookup_reports, localize_and_zoom, score_hypotheses,
-    build_image_grid."""
+    build_image_grid. ``on_scored`` receives what score_hypotheses scores on the full sets and what
+    localize_and_zoom re-scores (the agent loop adds them to the run's pool). Hypothesis texts are reduced
+    to plain finding phrases first ("Group A has more X" -> "X")."""
 
     def describe_images(
         group: GroupArg, n: int = 6, prompt: str = DEFAULT_DESCRIBE_PROMPT, study_ids: list[str] | None = None
@@ -109,10 +113,12 @@ def make_tools(ws: Workspace) -> list[BaseTool]:
             return f"error: unknown region {region!r}; known: {', '.join(REGIONS)}"
         groups = group_of_hypotheses or ["A"] * len(hypotheses)
         try:
-            hyps = [Hypothesis(text=t, group=g) for t, g in zip(hypotheses, groups, strict=False)]
+            hyps = [Hypothesis(text=plain_finding_phrase(t), group=g) for t, g in zip(hypotheses, groups, strict=False)]
             scored, data = ws.zoom(region, [ws.annotate(h) for h in hyps])
         except (RadDiffError, ValueError) as exc:
             return _error(exc)
+        if on_scored is not None:
+            on_scored(scored)
         lines = [f"region {region}: {data['n_a']} crops of A, {data['n_b']} of B"]
         lines += [_line(s) for s in scored]
         return "\n".join(lines)
@@ -127,10 +133,15 @@ def make_tools(ws: Workspace) -> list[BaseTool]:
         if len(hypotheses) != len(groups):
             return "error: give one group ('A' or 'B') per hypothesis"
         try:
-            hyps = [ws.annotate(Hypothesis(text=t, group=g)) for t, g in zip(hypotheses, groups, strict=True)]
+            hyps = [
+                ws.annotate(Hypothesis(text=plain_finding_phrase(t), group=g))
+                for t, g in zip(hypotheses, groups, strict=True)
+            ]
             scored = ws.score(hyps, study_ids=study_ids)
         except (RadDiffError, ValueError) as exc:
             return _error(exc)
+        if on_scored is not None and not study_ids:  # an AUROC on a subset is not comparable with the pool's
+            on_scored(scored)
         return "\n".join(_line(s) for s in scored)
 
     def build_image_grid(group: GroupArg, rows: int = 4, cols: int = 5) -> str:

@@ -361,6 +361,10 @@ class RunResult(BaseModel):
         description="'reports': hypotheses were scored on report text only (a report-only comparison, or the "
         "reports_only ablation): no image was described, scored or zoomed into.",
     )
+    llm_calls: int = Field(default=0, ge=0, description="LLM chat calls of the run (0 for the rules policy).")
+    llm_tool_calls: int = Field(default=0, ge=0, description="Tool calls the LLM made (valid or not).")
+    llm_tool_errors: int = Field(default=0, ge=0, description="Tool calls of the LLM that came back as errors.")
+    llm_tokens: int = Field(default=0, ge=0, description="LLM tokens (prompt + completion) the run spent.")
 
     @property
     def n_skipped(self) -> int:

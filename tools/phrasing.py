@@ -10,6 +10,7 @@ pleural effusion" is false of it, and "right pleural effusion" is unknown for a 
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,3 +118,34 @@ def statement_bank(findings: Iterable[str] | None = None, max_attributes: int = 
 def lobe_phrase(code: str) -> str:
     """'RUL' -> 'right upper lobe'."""
     return LOBE_NAMES[code]
+
+
+_GROUP = r"(?:group|set|cohort)\s*[ab]\b"
+_CLAIM_PREFIX = re.compile(
+    rf"^(?:{_GROUP}\s*(?::|has|have|shows?|contains?|demonstrates?|exhibits?|is|are)?\s*)?"
+    r"(?:an?\s+)?(?:significantly\s+|slightly\s+|much\s+)?"
+    r"(?:(?:higher|greater|increased|more)\s+(?:prevalence|frequency|rate|incidence|proportion|number|presence|"
+    r"likelihood|amount)?\s*(?:of\s+)?|more\s+|presence\s+of\s+|evidence\s+of\s+)?",
+    re.IGNORECASE,
+)
+_CLAIM_SUFFIX = re.compile(
+    rf"(?:\s+(?:is|are)\s+(?:more|less)\s+(?:common|frequent|prevalent|often\s+seen)\b.*"
+    rf"|\s+(?:in|among|than|compared\s+(?:to|with)|vs\.?|versus)\s+(?:the\s+)?{_GROUP}.*"
+    r"|\s*\((?:more\s+)?(?:in\s+)?(?:group\s*)?[ab]\)"
+    r"|[\s.;:,]+)$",
+    re.IGNORECASE,
+)
+
+
+def plain_finding_phrase(text: str) -> str:
+    """A claim about the groups reduced to the finding phrase a scorer can test: "Group A has a higher
+    prevalence of right pleural effusion" -> "right pleural effusion"; "X is more common in group B" -> "X".
+    A text that is already a plain phrase comes back stripped, unchanged otherwise."""
+    original = " ".join(text.split())
+    phrase = original
+    for _ in range(3):  # prefix and suffix forms may nest ("Group A: more X than group B.")
+        reduced = _CLAIM_SUFFIX.sub("", _CLAIM_PREFIX.sub("", phrase, count=1), count=1).strip()
+        if reduced == phrase:
+            break
+        phrase = reduced
+    return phrase if len(phrase) >= 3 else original

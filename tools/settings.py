@@ -53,7 +53,10 @@ class Settings(BaseSettings):
         description="Image-text scorer: 'mini', 'chexzero:PATH', 'open_clip:NAME[@PRETRAINED]', 'reports'.",
     )
     describer: str = Field(default="mini", description="Image describer: 'mini', 'chexagent:MODEL_ID', 'openai:MODEL'.")
-    llm: str = Field(default="rules", description="Agent policy: 'rules' (offline) or 'openai:MODEL' / a model name.")
+    llm: str = Field(
+        default="rules",
+        description="Agent policy: 'rules' (offline), 'local[:MODEL]' (llama.cpp), 'openai:MODEL' or a model name.",
+    )
     llm_base_url: str | None = Field(
         default=None, description="Base URL of an OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp)."
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from agent.context import RunContext
 from agent.schemas import Decision
@@ -12,7 +12,7 @@ from tools.domain import Hypothesis, ScoredHypothesis
 
 
 class Policy(Protocol):
-    """What the graph asks of a policy: propose hypotheses, and reflect on the scored ones."""
+    """What the graph asks of a policy: propose hypotheses."""
 
     name: str
 
@@ -26,6 +26,12 @@ class Policy(Protocol):
     ) -> list[Hypothesis]:
         """New hypotheses from the evidence so far."""
         ...
+
+
+@runtime_checkable
+class ReflectingPolicy(Policy, Protocol):
+    """A policy that also decides the next action itself (``rules``); the LLM policy decides in the graph's
+    agent loop instead (``agent`` <-> ``tools`` nodes)."""
 
     def reflect(
         self,

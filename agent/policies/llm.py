@@ -1,10 +1,13 @@
-"""The LLM radiologist policy, through langchain-openai (OpenAI, or any OpenAI-compatible server).
+"""The LLM radiologist policy, through langchain-openai (OpenAI, any OpenAI-compatible server, or the local
+llama.cpp server of ``--llm local``).
 
-``propose`` asks for a :class:`~agent.schemas.Proposal` as JSON; ``reflect`` lets the model call the
-radiologist's tools (within ``tool_call_budget``) and then asks for a :class:`~agent.schemas.Decision`.
-Structured answers are parsed strictly with pydantic; a malformed answer is sent back with the validation
-error and retried up to ``max_repairs`` times; after that the valid items are kept (or the policy stops
-cleanly). Tool errors come back to the model as tool messages, never as exceptions.
+``propose`` asks for a :class:`~agent.schemas.Proposal` as JSON. Reflection is the graph's visible agent loop
+(``agent`` <-> ``tools`` nodes in :mod:`graphs.radiologist`): :meth:`LLMPolicy.brief` writes the round's brief
+(the true AUROC history, the differences found so far, tabulated prevalences), :meth:`LLMPolicy.agent_step`
+makes one chat turn with the radiologist's tools bound, recovering a tool call that a small model writes as
+fenced JSON text, and :func:`parse_decision` reads the final :class:`~agent.schemas.Decision`. Structured
+answers are parsed strictly with pydantic; a malformed answer is sent back with the error. Hypothesis texts
+are reduced to plain finding phrases ("Group A has a higher prevalence of X" -> "X").
 """
 
 from __future__ import annotations
@@ -12,16 +15,21 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from agent.context import RunContext
 from agent.schemas import Decision, Proposal, ProposedHypothesis
-from agent.state import Observation
+from agent.state import Observation, RoundStat
 from prompts import load_prompt
-from tools.domain import Hypothesis, InputError, ScoredHypothesis
+from tools.domain import GroupLabel, Hypothesis, InputError, ScoredHypothesis
+from tools.local_llm import is_local, resolve_model
+from tools.phrasing import plain_finding_phrase
 from tools.settings import openai_credentials
 from tools.untrusted import UNTRUSTED_NOTICE, quote_inline, quote_untrusted, quoted_ids
 
@@ -29,10 +37,19 @@ log = logging.getLogger(__name__)
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 _JSON_BLOCK = re.compile(r"\{.*\}", re.DOTALL)
+_TOOL_TAG = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
+TOOL_OUTPUT_CHARS = 1500  # how much of one tool result the model is shown (the state keeps it whole)
+FIRST_CALL = (
+    "First call one tool, to test a sharper or new wording or to answer the user's question. Reply with the tool "
+    'call only, e.g. {{"name": "score_hypotheses", "arguments": {{"hypotheses": ["{text}"], "groups": ["{group}"]}}}}'
+)
 
 
 def parse_llm_id(llm: str) -> str:
-    """'openai:gpt-4.1-mini' -> 'gpt-4.1-mini'; a bare name is the model name on an OpenAI-compatible server."""
+    """'openai:gpt-4.1-mini' -> 'gpt-4.1-mini'; 'local[:MODEL]' -> the local model's name; a bare name is the
+    model name on an OpenAI-compatible server."""
+    if is_local(llm):
+        return resolve_model(llm).name
     name = llm.split(":", 1)[1] if llm.startswith("openai:") else llm
     if not name.strip():
         raise InputError(f"llm {llm!r}: no model name (use openai:MODEL, or a model name with --llm-base-url)")
@@ -40,11 +57,18 @@ def parse_llm_id(llm: str) -> str:
 
 
 def make_chat_model(context: RunContext) -> Any:
-    """A ``ChatOpenAI`` for the context's LLM; the key and base URL come only from the environment/flags."""
+    """A ``ChatOpenAI`` for the context's LLM; the key and base URL come only from the environment/flags (a
+    local model's URL from the server the run started)."""
     from langchain_openai import ChatOpenAI
 
     key, env_base = openai_credentials()
-    base_url = context.llm_base_url or env_base
+    base_url: str | None
+    if is_local(context.llm):
+        if not context.llm_base_url:
+            raise InputError(f"llm {context.llm!r}: the local server is not running (start runs with run_agent)")
+        key, base_url = None, context.llm_base_url
+    else:
+        base_url = context.llm_base_url or env_base
     if key is None and base_url is None:
         raise InputError(
             f"llm {context.llm!r}: set OPENAI_API_KEY (or give --llm-base-url for a local server), or use --llm rules"
@@ -55,7 +79,8 @@ def make_chat_model(context: RunContext) -> Any:
         api_key=key or "not-needed",  # type: ignore[arg-type]
         temperature=0.0,
         max_retries=2,
-        timeout=120,
+        timeout=600 if is_local(context.llm) else 120,
+        max_completion_tokens=context.llm_max_tokens,
     )
 
 
@@ -83,8 +108,77 @@ def _salvage_hypotheses(raw: str) -> list[ProposedHypothesis]:
     return out
 
 
+_CONTRAST = re.compile(r"^(?:no|without|absent|absence of|normal)\b", re.IGNORECASE)
+
+
+def plain_proposal(item: ProposedHypothesis) -> ProposedHypothesis:
+    """The proposed hypothesis with its text reduced to a plain finding phrase; a contrast that is not a short
+    negation ("no pleural effusion") is dropped, so the scorer derives its own."""
+    contrast = item.contrast.strip() if item.contrast else None
+    if contrast is not None and (len(contrast) > 80 or not _CONTRAST.match(contrast) or "group" in contrast.lower()):
+        contrast = None
+    return item.model_copy(update={"text": plain_finding_phrase(item.text), "contrast": contrast})
+
+
+def parse_decision(text: str) -> Decision:
+    """The reflection's decision from an answer's JSON (hypothesis texts as plain phrases); ValueError if none."""
+    try:
+        decision = Decision.model_validate_json(extract_json(text))
+    except ValidationError as exc:
+        raise ValueError(str(exc).splitlines()[0] if str(exc) else "invalid decision") from exc
+    return decision.model_copy(update={"hypotheses": [plain_proposal(h) for h in decision.hypotheses]})
+
+
+def recover_tool_calls(message: Any, tool_names: Sequence[str]) -> Any:
+    """An AI message whose tool call came as text (a fenced JSON ``{"name": ..., "arguments": {...}}`` or a
+    ``<tool_call>`` tag, as small models often write it) turned into a structured tool call; other messages
+    come back unchanged. A call to an unknown tool is kept (the tools node answers it with an error)."""
+    if getattr(message, "tool_calls", None) or not isinstance(message.content, str):
+        return message
+    text = message.content
+    blobs = _TOOL_TAG.findall(text) or [m for m in (_first_json(text),) if m]
+    calls = []
+    for blob in blobs:
+        try:
+            data = json.loads(blob)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(data, dict) or "action" in data or not isinstance(data.get("name"), str):
+            continue
+        args = data.get("arguments", data.get("args", data.get("parameters", {})))
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except json.JSONDecodeError:
+                args = {"_unparsed": args}
+        if data["name"] in tool_names or "arguments" in data or "args" in data:
+            calls.append(
+                {
+                    "name": data["name"],
+                    "args": args if isinstance(args, dict) else {"_unparsed": args},
+                    "id": f"text-call-{uuid.uuid4().hex[:10]}",
+                    "type": "tool_call",
+                }
+            )
+    if not calls:
+        return message
+    return message.model_copy(update={"tool_calls": calls, "content": ""})
+
+
+def _first_json(text: str) -> str | None:
+    """The first complete JSON object in a text (prose or a second object after it is ignored)."""
+    decoder = json.JSONDecoder()
+    for start in (m.start() for m in re.finditer(r"\{", text)):
+        try:
+            _value, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            continue
+        return text[start:end]
+    return None
+
+
 class LLMPolicy:
-    """Policy that asks an LLM (tool calling + structured JSON answers)."""
+    """Policy that asks an LLM (structured JSON proposals; tool calling in the graph's agent loop)."""
 
     name = "llm"
 
@@ -94,6 +188,7 @@ class LLMPolicy:
         self.tokens = 0
         self.calls = 0
         self.repairs = 0
+        self._local = threading.local()
 
     @property
     def chat(self) -> Any:
@@ -102,11 +197,24 @@ class LLMPolicy:
             self._chat = make_chat_model(self.context)
         return self._chat
 
+    @contextmanager
+    def metered(self) -> Iterator[list[Any]]:
+        """Collect the chat responses this thread gets inside the block (for the run's budget and trace)."""
+        turns: list[Any] = []
+        previous = getattr(self._local, "turns", None)
+        self._local.turns = turns
+        try:
+            yield turns
+        finally:
+            self._local.turns = previous
+
     def _invoke(self, model: Any, messages: list[Any]) -> Any:
         response = model.invoke(messages)
         self.calls += 1
-        usage = getattr(response, "usage_metadata", None) or {}
-        self.tokens += int(usage.get("total_tokens", 0))
+        self.tokens += response_tokens(response)
+        turns = getattr(self._local, "turns", None)
+        if turns is not None:
+            turns.append(response)
         return response
 
     def structured(self, messages: list[Any], schema: type[ModelT], max_repairs: int) -> tuple[ModelT | None, str]:
@@ -132,7 +240,8 @@ class LLMPolicy:
                 ]
         return None, raw
 
-    def _system(self) -> Any:
+    def system(self) -> Any:
+        """The radiologist's system message."""
         from langchain_core.messages import SystemMessage
 
         return SystemMessage(content=load_prompt("system.md"))
@@ -155,65 +264,138 @@ class LLMPolicy:
             name_b=quote_inline(comparison.set_b.name) if comparison else '"B"',
             n_a=len(comparison.set_a) if comparison else "?",
             n_b=len(comparison.set_b) if comparison else "?",
-            evidence=render_evidence(observations),
-            scored=_render_scored(scored, context.top_k * 2) or "(none yet)",
+            table=prevalence_table(observations),
+            evidence=render_evidence(observations, max_chars=1200, per_kind=2, max_text=160),
+            scored=render_differences(scored, context.top_k * 2) or "(none yet)",
             n=context.hypotheses_per_round,
         )
         content: Any = prompt
         if context.image_grids and ws is not None:
             content = [{"type": "text", "text": prompt}, *grid_parts(ws, context.seed + round_)]
-        proposal, raw = self.structured([self._system(), HumanMessage(content=content)], Proposal, context.max_repairs)
+        proposal, raw = self.structured([self.system(), HumanMessage(content=content)], Proposal, context.max_repairs)
         items = proposal.hypotheses if proposal is not None else _salvage_hypotheses(raw)
-        return [h.to_hypothesis(f"llm/round{round_}") for h in items[: context.hypotheses_per_round]]
+        return [plain_proposal(h).to_hypothesis(f"llm/round{round_}") for h in items[: context.hypotheses_per_round]]
 
-    def reflect(
+    def brief(
         self,
-        scored: Sequence[ScoredHypothesis],
+        pool: Sequence[ScoredHypothesis],
+        history: Sequence[RoundStat],
         observations: Sequence[Observation],
         context: RunContext,
         round_: int,
-        ws: Any = None,
-    ) -> Decision:
-        """Let the LLM inspect evidence with tools, then decide the next action (strict JSON)."""
-        from langchain_core.messages import HumanMessage, ToolMessage
+    ) -> Any:
+        """The agent loop's first message of a round: the true AUROC history, the differences found so far and
+        the tabulated prevalences, the tool budget, and the decision format."""
+        from langchain_core.messages import HumanMessage
 
-        from tools.agent_tools import make_tools
-        from tools.workspace import rank_scored
-
-        top = rank_scored(scored)[: context.top_k]
-        history = ", ".join(f"{s.directional_auroc:.3f}" for s in top[:1]) or "-"
-        prompt = load_prompt("reflect.md").format(
-            round=round_, top=_render_scored(top, context.top_k), history=history, budget=context.tool_call_budget
+        text = load_prompt("reflect.md").format(
+            question=_question(observations) or "(none: describe the main differences)",
+            round=round_,
+            max_rounds=context.max_rounds,
+            history=render_history(history),
+            differences=render_differences(differences_so_far(pool, context.top_k), context.top_k) or "(none yet)",
+            table=prevalence_table(observations),
+            budget=context.tool_call_budget,
+            next_step=FIRST_CALL.format(**untested_wording(observations, pool))
+            if context.require_tool_call
+            else load_prompt("decide.md"),
         )
-        messages: list[Any] = [self._system(), HumanMessage(content=prompt)]
-        if ws is not None and context.tool_call_budget > 0:
-            tools = {t.name: t for t in make_tools(ws)}
-            model = self.chat.bind_tools(list(tools.values()))
-            used = 0
-            while used < context.tool_call_budget:
-                response = self._invoke(model, messages)
-                messages.append(response)
-                calls = getattr(response, "tool_calls", None) or []
-                if not calls:
-                    try:  # the model answered without tools: that answer may already be the decision
-                        return Decision.model_validate_json(extract_json(str(response.content or "")))
-                    except (ValueError, ValidationError):
-                        break
-                for call in calls:
-                    used += 1
-                    tool = tools.get(call["name"])
-                    if tool is None:
-                        output = f"error: no tool named {call['name']!r}; tools: {', '.join(tools)}"
-                    elif used > context.tool_call_budget:
-                        output = "error: tool-call budget spent; answer with the decision JSON now"
-                    else:
-                        output = str(tool.invoke(call["args"]))
-                    messages.append(ToolMessage(content=output, tool_call_id=call["id"], name=call["name"]))
-            messages.append(HumanMessage(content="Now answer with the decision JSON only."))
-        decision, _raw = self.structured(messages, Decision, context.max_repairs)
-        if decision is None:
-            return Decision(action="stop", reason="the LLM gave no valid decision after repairs")
-        return decision
+        return HumanMessage(content=text, name="round_brief")
+
+    def decide_message(self) -> Any:
+        """The decision format, sent after the first tool results when the brief asked for a tool call first."""
+        from langchain_core.messages import HumanMessage
+
+        return HumanMessage(content=load_prompt("decide.md"), name="decide")
+
+    def agent_step(self, messages: Sequence[Any], tools: Sequence[Any], require_tool: bool = False) -> Any:
+        """One agent turn: the system message and ``messages`` (tool results cut to :data:`TOOL_OUTPUT_CHARS`)
+        to the chat model with ``tools`` bound (none: answer only; ``require_tool``: it must call one); a tool
+        call written as text is recovered."""
+        from langchain_core.messages import ToolMessage
+
+        shown = [
+            m.model_copy(update={"content": _cut(str(m.content), TOOL_OUTPUT_CHARS)})
+            if isinstance(m, ToolMessage)
+            else m
+            for m in messages
+        ]
+        if tools:
+            model = self.chat.bind_tools(list(tools), tool_choice="required" if require_tool else None)
+        else:
+            model = self.chat
+        response = self._invoke(model, [self.system(), *shown])
+        return recover_tool_calls(response, [t.name for t in tools])
+
+
+def response_tokens(response: Any) -> int:
+    """Prompt + completion tokens of a chat response (0 when the server reports none)."""
+    usage = getattr(response, "usage_metadata", None) or {}
+    return int(usage.get("total_tokens", 0))
+
+
+def untested_wording(observations: Sequence[Observation], pool: Sequence[ScoredHypothesis]) -> dict[str, str]:
+    """A wording not scored yet for the example tool call of the brief: the finding whose prevalence differs most
+    between the texts read, with the attribute values its group's texts state (all, then one, then none)."""
+    from agent.policies.rules import evidence_from_observations
+    from tools.vocabulary import FINDINGS, describe_finding
+    from tools.workspace import annotate_hypothesis
+
+    tested = {s.hypothesis.key for s in pool}
+    rows = sorted(evidence_from_observations(observations).values(), key=lambda e: -abs(e.difference))
+    for e in [r for r in rows if r.difference][:4]:
+        group: GroupLabel = "A" if e.difference > 0 else "B"
+        allowed = FINDINGS[e.finding].attributes
+        attrs = {n: c.most_common(1)[0][0] for n, c in e.attributes[group].items() if c and n in allowed}
+        for chosen in [attrs, *({n: v} for n, v in attrs.items()), {}]:
+            text = describe_finding(e.finding, chosen)
+            if annotate_hypothesis(Hypothesis(text=text, group=group)).key not in tested:
+                return {"text": text, "group": group}
+    best = differences_so_far(pool, 1)
+    return {"text": best[0].hypothesis.text, "group": best[0].hypothesis.group} if best else {"text": "", "group": "A"}
+
+
+def differences_so_far(pool: Sequence[ScoredHypothesis], k: int) -> list[ScoredHypothesis]:
+    """The best differences of the run so far, best first (the ranked pool; one place to change the ranking the
+    LLM is shown)."""
+    from tools.workspace import rank_scored
+
+    return rank_scored(pool)[:k]
+
+
+def render_history(history: Sequence[RoundStat]) -> str:
+    """The AUROC history, one line per verified round: best AUROC, top-k mean and the best wording."""
+    lines = [
+        f"- round {h.round}: best {h.best_auroc:.3f} ({h.best_text}), top-k mean {h.topk_mean:.3f}" for h in history
+    ]
+    return "\n".join(lines) or "(no round verified yet)"
+
+
+def prevalence_table(observations: Sequence[Observation], max_rows: int = 8) -> str:
+    """Per finding, the share of the descriptions and reports read that call it positive in A and in B (the
+    largest differences first, with the commonest attribute values), as a Markdown table."""
+    from agent.policies.rules import evidence_from_observations
+
+    table = evidence_from_observations(observations)
+    rows = [e for e in table.values() if e.positive["A"] or e.positive["B"]]
+    rows.sort(key=lambda e: -abs(e.difference))
+    if not rows:
+        return "(no finding named in the texts read)"
+    lines = ["| finding | A | B | attributes in A | attributes in B |", "|---|---|---|---|---|"]
+    for e in rows[:max_rows]:
+        attrs = [
+            ", ".join(f"{name} {counts.most_common(1)[0][0]}" for name, counts in e.attributes[g].items()) or "-"
+            for g in ("A", "B")
+        ]
+        label = e.finding.replace("_", " ")
+        lines.append(f"| {label} | {e.fraction('A'):.0%} | {e.fraction('B'):.0%} | {attrs[0]} | {attrs[1]} |")
+    seen = rows[0].seen
+    lines.append(f"({seen['A']} texts of A, {seen['B']} of B)")
+    return "\n".join(lines)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + " [... cut]"
 
 
 def grid_parts(ws: Any, seed: int, rows: int = 4, cols: int = 5) -> list[dict[str, Any]]:
@@ -238,20 +420,22 @@ def _question(observations: Sequence[Observation]) -> str:
     return " ".join(t for o in observations if o.kind == "user" for t in o.texts)
 
 
-def render_evidence(observations: Sequence[Observation], max_chars: int = 12000) -> str:
-    """Descriptions, reports and zoom results as prompt text (reports quoted as untrusted data)."""
+def render_evidence(
+    observations: Sequence[Observation], max_chars: int = 12000, per_kind: int | None = None, max_text: int = 2000
+) -> str:
+    """Descriptions, reports and zoom results as prompt text (reports quoted as untrusted data); at most
+    ``per_kind`` texts of each observation, each cut to ``max_text`` characters."""
     parts: list[str] = []
     for obs in observations:
+        pairs = list(zip(obs.study_ids, obs.texts, strict=False))[:per_kind]
         if obs.kind == "description":
             body = "\n".join(
-                f"  [{quote_inline(sid)}] {quote_untrusted(t, 'description')}"
-                for sid, t in zip(obs.study_ids, obs.texts, strict=False)
+                f"  [{quote_inline(sid)}] {quote_untrusted(_cut(t, max_text), 'description')}" for sid, t in pairs
             )
             parts.append(f"{UNTRUSTED_NOTICE}\nImage descriptions, group {obs.group} (round {obs.round}):\n{body}")
         elif obs.kind == "reports":
             body = "\n".join(
-                f"  [{quote_inline(sid)}] {quote_untrusted(t, 'report')}"
-                for sid, t in zip(obs.study_ids, obs.texts, strict=False)
+                f"  [{quote_inline(sid)}] {quote_untrusted(_cut(t, max_text), 'report')}" for sid, t in pairs
             )
             parts.append(f"{UNTRUSTED_NOTICE}\nReports, group {obs.group} (round {obs.round}):\n{body}")
         elif obs.kind == "zoom" and obs.data.get("error"):
@@ -262,15 +446,17 @@ def render_evidence(observations: Sequence[Observation], max_chars: int = 12000)
     return text[:max_chars] + ("\n[... truncated]" if len(text) > max_chars else "")
 
 
-def _render_scored(scored: Sequence[ScoredHypothesis], k: int) -> str:
+def render_differences(scored: Sequence[ScoredHypothesis], k: int) -> str:
+    """The best ``k`` scored hypotheses as short numbered lines: AUROC in the claimed direction, 95% CI, q-value
+    and the most typical study of each group."""
     from tools.workspace import rank_scored
 
     lines = []
-    for s in rank_scored(scored)[:k]:
+    for i, s in enumerate(rank_scored(scored)[:k], start=1):
         where = f" [zoomed {s.region}]" if s.region else ""
         lines.append(
-            f"- {s.hypothesis.text} (more in {s.hypothesis.group}){where}: AUROC {s.directional_auroc:.3f} "
-            f"CI {s.directional_ci[0]:.3f}-{s.directional_ci[1]:.3f} q={s.score.q_value:.2g}; "
-            f"typical A {quoted_ids(s.evidence_a)}; typical B {quoted_ids(s.evidence_b)}"
+            f"{i}. {s.hypothesis.text} (more in {s.hypothesis.group}){where}: AUROC {s.directional_auroc:.3f} "
+            f"[{s.directional_ci[0]:.3f}-{s.directional_ci[1]:.3f}] q={s.score.q_value:.2g}; "
+            f"typical A {quoted_ids(s.evidence_a[:1])}, typical B {quoted_ids(s.evidence_b[:1])}"
         )
     return "\n".join(lines)

@@ -12,7 +12,9 @@ from tools.domain import InputError
 
 
 def _agent_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--llm", help="Agent policy: 'rules' (offline), 'openai:MODEL', or a model name.")
+    parser.add_argument(
+        "--llm", help="Agent policy: rules, local[:MODEL] (an offline LLM), openai:MODEL, or a model name."
+    )
     parser.add_argument("--llm-base-url", help="OpenAI-compatible server for the agent's LLM.")
     parser.add_argument("--scorer", help="Scorer: mini, chexzero:PATH, open_clip:NAME[@TAG], hf-hub:ID, reports.")
     parser.add_argument("--describer", help="Describer: mini, chexagent:MODEL_ID, openai:MODEL.")

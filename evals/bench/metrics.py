@@ -101,6 +101,8 @@ class PairResult(BaseModel):
     seconds: float = 0.0
     tool_calls: int = 0
     llm_calls: int = 0
+    llm_tool_calls: int = 0
+    llm_tool_errors: int = 0
     tokens: int = 0
     n_a: int = 0
     n_b: int = 0
@@ -168,8 +170,16 @@ def summarize(results: Sequence[PairResult]) -> dict[str, Any]:
         "seconds": _mean(r.seconds for r in ok),
         "tool_calls": _mean(r.tool_calls for r in ok),
         "llm_calls": _mean(r.llm_calls for r in ok),
+        "llm_tool_calls": _mean(r.llm_tool_calls for r in ok),
+        "llm_tool_valid": _valid_share(ok),
         "tokens": _mean(r.tokens for r in ok),
     }
+
+
+def _valid_share(results: Sequence[PairResult]) -> float | None:
+    """Share of the LLM's tool calls that did not come back as errors (``None`` without any)."""
+    calls = sum(r.llm_tool_calls for r in results)
+    return None if calls == 0 else 1.0 - sum(r.llm_tool_errors for r in results) / calls
 
 
 def summarize_suite(results: Sequence[PairResult]) -> dict[str, Any]:

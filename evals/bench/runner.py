@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -218,14 +219,15 @@ class BenchRunner:
                 on_done(result)
 
         try:
-            if todo and self.workers > 1:
-                # the first pair runs alone: it loads the shared backends (lazy imports are not thread-safe)
-                done(self.run_pair(todo[0]))
-                todo = todo[1:]
-            with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="bench") as pool:
-                futures = {pool.submit(self.run_pair, pair): pair for pair in todo}
-                for future in as_completed(futures):
-                    done(future.result())
+            with self._shared_llm(bool(todo)):
+                if todo and self.workers > 1:
+                    # the first pair runs alone: it loads the shared backends (lazy imports are not thread-safe)
+                    done(self.run_pair(todo[0]))
+                    todo = todo[1:]
+                with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="bench") as pool:
+                    futures = {pool.submit(self.run_pair, pair): pair for pair in todo}
+                    for future in as_completed(futures):
+                        done(future.result())
         finally:
             if bar is not None:
                 bar.close()
@@ -235,6 +237,15 @@ class BenchRunner:
         results = [r for r in load_pair_results(self.out_dir) if r.pair_id in wanted]
         self.write_summary(results)
         return results
+
+    def _shared_llm(self, needed: bool) -> AbstractContextManager[object]:
+        """With ``--llm local``: one local LLM server for the whole benchmark (each pair's run shares it)."""
+        from tools.local_llm import is_local, local_server
+
+        llm = str(self.overrides.get("llm") or getattr(self.settings, "llm", "rules"))
+        if not needed or not is_local(llm):
+            return nullcontext()
+        return local_server(llm, Path(self.settings.cache_dir))
 
     def _add_timing(self, seconds: float, n_pairs: int) -> None:
         path = self.out_dir / "timing.json"
@@ -306,8 +317,10 @@ class BenchRunner:
                 "stop_reason": result.stop_reason,
                 "seconds": round(time.perf_counter() - started, 2),
                 "tool_calls": tools,
-                "llm_calls": llm,
-                "tokens": tokens,
+                "llm_calls": max(llm, result.llm_calls),
+                "llm_tool_calls": result.llm_tool_calls,
+                "llm_tool_errors": result.llm_tool_errors,
+                "tokens": max(tokens, result.llm_tokens),
                 "n_a": result.n_a,
                 "n_b": result.n_b,
                 "n_skipped": result.n_skipped,
