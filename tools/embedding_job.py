@@ -305,6 +305,8 @@ def run_embed_job(
     ``cpus_per_actor``. ``on_plan(inputs, already_done, shards_to_run)`` is called once before embedding and
     ``on_shard`` after each finished shard (progress).
     """
+    if not cpus_per_actor > 0:
+        raise InputError(f"cpus_per_actor: must be > 0, got {cpus_per_actor}")
     ray = import_ray()
     if not ray.is_initialized():
         raise InputError("run_embed_job: Ray is not running; call tools.embedding_job.start_ray() first")
