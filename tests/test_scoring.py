@@ -343,7 +343,8 @@ class LookupTextModel:
 
     def encode_texts(self, texts):
         self.calls.append(list(texts))
-        return np.stack([self.table[t] for t in texts]).astype(np.float32)
+        rows = np.stack([self.table[t] for t in texts]).astype(np.float32)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)  # unit rows, as the interface promises
 
 
 def test_score_texts_embeds_prompts_and_contrasts(tmp_path) -> None:
