@@ -311,16 +311,18 @@ def render_results(
     overall = main_summary["overall"]
     full_row = ablation_rows[0][1]
     abl_lines = [
-        "| configuration | what is switched off | pairs | acc@1 | acc@5 | top AUROC | rounds | s / pair | "
-        "acc@1 vs full | acc@5 vs full |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| configuration | what is switched off | pairs | acc@1 (differences) | false-difference rate | "
+        "planted recall | acc@1 | acc@5 | top AUROC | rounds | s / pair | acc@1 vs full | acc@5 vs full |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, block in ablation_rows:
         what = ABLATIONS[name][0] if name in ABLATIONS else "nothing"
         d1 = None if block["acc1"] is None or full_row["acc1"] is None else block["acc1"] - full_row["acc1"]
         d5 = None if block["acc5"] is None or full_row["acc5"] is None else block["acc5"] - full_row["acc5"]
         abl_lines.append(
-            f"| {name} | {what} | {block['n_ok']} | {_f(block['acc1'])} | {_f(block['acc5'])} | "
+            f"| {name} | {what} | {block['n_ok']} | {_f(block.get('diff_acc1'))} | "
+            f"{_f(block.get('false_difference_rate'))} | {_f(block.get('planted_recall'))} | "
+            f"{_f(block['acc1'])} | {_f(block['acc5'])} | "
             f"{_f(block['top_auroc'])} | {_f(block['rounds'], 2)} | {_f(block['seconds'], 1)} | "
             f"{'' if d1 is None else f'{d1:+.3f}'} | {'' if d5 is None else f'{d5:+.3f}'} |"
         )
@@ -328,7 +330,15 @@ def render_results(
     def verdict(ok: bool) -> str:
         return "reached" if ok else "NOT reached"
 
+    fdr = overall.get("false_difference_rate")
     targets = (
+        f"Over the differences list: acc@1 {_f(overall.get('diff_acc1'))} (target >= 0.90: "
+        f"{verdict((overall.get('diff_acc1') or 0) >= 0.90)}), false-difference rate {_f(fdr)} (target <= 0.10: "
+        f"{verdict(fdr is not None and fdr <= 0.10)}), planted recall {_f(overall.get('planted_recall'))} "
+        f"(target >= 0.90: {verdict((overall.get('planted_recall') or 0) >= 0.90)}), no-difference pairs with none "
+        f"reported {_f(overall.get('null_clean'), 2)} (target >= 0.90: "
+        f"{verdict((overall.get('null_clean') or 0) >= 0.90)}); the ranked list's own false rate (significant "
+        f"hypotheses judged 0) {_f(overall.get('ranked_false_rate'))}. RadDiff's protocol over the ranked hypotheses: "
         f"acc@1 {_f(overall['acc1'])} (target >= 0.80: {verdict((overall['acc1'] or 0) >= 0.80)}), "
         f"acc@5 {_f(overall['acc5'])} (target >= 0.95: {verdict((overall['acc5'] or 0) >= 0.95)}), "
         f"suite wall time {timings['main_run_s'] / 60:.1f} min (target <= 30 min: "
