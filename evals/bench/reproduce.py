@@ -272,7 +272,10 @@ def _second_draw_lines(second: dict[str, Any] | None) -> list[str]:
         "",
         "The same pairs with other images and other samples (`RADDIFF_SEED="
         f"{second['seed']} raddiff bench run synthdiffbench`). The default suite is also what the policy is "
-        "developed on; this draw says how much of its accuracy holds on images it was not tuned on: "
+        "developed on; this draw says how much of its accuracy holds on images it was not tuned on. Differences "
+        f"list: acc@1 {_f(overall.get('diff_acc1'))}, false-difference rate {_f(overall.get('false_difference_rate'))}"
+        f", planted recall {_f(overall.get('planted_recall'))}, no-difference pairs with none reported "
+        f"{_f(overall.get('null_clean'), 2)}; ranked hypotheses (RadDiff protocol): "
         f"acc@1 {_f(overall['acc1'])}, acc@5 {_f(overall['acc5'])}.",
         "",
         summary_markdown(second["summary"]),
