@@ -286,6 +286,7 @@ def test_results_markdown_renders_every_section() -> None:
     assert "(acc@1 < 1): `p1` (acc@1 0.5, acc@5 1.0)." in text
     assert "acc@5 1.000 (target >= 0.95: reached)" in text
     assert "suite wall time 33.3 min (target <= 30 min: NOT reached)" in text
-    assert "| no_zoom | no localize-and-zoom | 1 | 1.000 |" in text and "+0.167" in text
+    assert "| no_zoom | no localize-and-zoom | 1 | - | - | - | 1.000 |" in text and "+0.167" in text
+    assert "Over the differences list: acc@1 - (target >= 0.90: NOT reached), false-difference rate -" in text
     for part in ("PURITY TABLE", "SIZE TABLE", "CONF TABLE", "Cohen's kappa", "VisDiff (paper)", "raddiff bench"):
         assert part in text
