@@ -186,3 +186,33 @@ def test_conditional_test_and_statistics() -> None:
     found = prevalence("descriptions", 28, 30, 1, 30, "A")
     assert found.counts() == "28/30 vs 1/30" and found.p_value < 1e-10
     assert prevalence("descriptions", 28, 30, 1, 30, "B").p_value > 0.99
+
+
+def test_open_vocabulary_phrases_are_judged_by_their_own_prevalence_and_fold() -> None:
+    from tools.phrases import text_phrases
+
+    rng = np.random.default_rng(5)
+    in_a = _groups()
+    shunt = rng.normal(size=2 * N) + 2.5 * in_a
+    rows = {
+        "shunt tubing": shunt,
+        "vp shunt tubing": shunt + rng.normal(scale=0.1, size=2 * N),
+        "sternal wires": 0.8 * shunt + rng.normal(scale=0.4, size=2 * N),
+    }
+    specs = [(text, None, {}) for text in rows]
+    ranked, keyed = _scored(rows, specs, in_a)
+    texts_a = ["A VP shunt tubing courses over the right chest."] * N
+    texts_b = ["Heart size normal."] * N
+    phrases = {
+        "reports": {
+            "A": [frozenset(text_phrases(t)) for t in texts_a],
+            "B": [frozenset(text_phrases(t)) for t in texts_b],
+        }
+    }
+    channels = Channels(reports=_reports(texts_a, texts_b), phrases=phrases)
+    differences, covarying = select_differences(ranked, keyed, in_a, channels)
+    assert len(differences) == 1  # the two shunt phrases are one difference
+    assert "shunt tubing" in differences[0].text and len(differences[0].wordings) == 1
+    assert "in 40/40 vs 0/40" in differences[0].basis
+    assert [c.text for c in covarying] == ["sternal wires"]  # the reports never say it
+    assert "reports call it in 0/40 vs 0/40 (not backed)" in covarying[0].reason

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -224,10 +224,33 @@ def within_group_spearman(x: np.ndarray, y: np.ndarray, in_a: np.ndarray) -> flo
 
 @dataclass(frozen=True)
 class Channels:
-    """Per-study calls available to the selection: labelled texts per group of each text channel."""
+    """Per-study calls available to the selection: labelled texts per group of each text channel, and the
+    open-vocabulary phrases of each text (:func:`tools.phrases.text_phrases`) for free-text hypotheses."""
 
     reports: Labelled | None = None
     descriptions: Labelled | None = None
+    phrases: Mapping[PrevalenceChannel, PhraseSets] = field(default_factory=dict)
+
+
+PhraseSets = Mapping[GroupLabel, Sequence[frozenset[str]]]
+
+
+def phrase_prevalence(
+    channel: PrevalenceChannel, phrases: PhraseSets | None, phrase: str, group: GroupLabel
+) -> Prevalence | None:
+    """Prevalence of a free-text phrase in a channel's texts (a text counts when its affirmed clauses hold the
+    phrase); None when a group has too few texts, or the phrase is not one the miner could find in a text."""
+    from tools.phrases import text_phrases
+
+    if phrases is None or phrase not in text_phrases(phrase):
+        return None
+    texts_a, texts_b = phrases.get("A", ()), phrases.get("B", ())
+    if len(texts_a) < MIN_TEXTS or len(texts_b) < MIN_TEXTS:
+        return None
+    hits_a = sum(phrase in t for t in texts_a)
+    hits_b = sum(phrase in t for t in texts_b)
+    found = prevalence(channel, hits_a, len(texts_a), hits_b, len(texts_b), group)
+    return found.model_copy(update={"claim": phrase})
 
 
 @dataclass
@@ -247,13 +270,17 @@ def separates(item: ScoredHypothesis) -> bool:
 
 def _families(ranked: Sequence[ScoredHypothesis]) -> list[_Candidate]:
     """Wordings grouped by the finding they name (free text naming several findings is left out: its parts are
-    tested on their own), in order of each finding's best-ranked wording."""
+    tested on their own), in order of each finding's best-ranked wording. Free text naming no vocabulary finding
+    joins an earlier such phrase that contains it or that it contains ("lead" and "pacemaker lead")."""
     order: dict[str, _Candidate] = {}
     for item in ranked:
         claims = claims_of(item.hypothesis)
         if item.hypothesis.finding is None and len({f for f, _ in claims}) > 1:
             continue
         key = item.hypothesis.finding or item.hypothesis.key
+        if not claims:
+            padded = f" {key} "
+            key = next((k for k in order if f" {k} " in padded or padded in f" {k} "), key)
         candidate = order.setdefault(key, _Candidate([], []))
         (candidate.members if item.region is None else candidate.regional).append(item)
     return [c for c in order.values() if c.members]
@@ -270,6 +297,12 @@ def _channel_prevalences(
     hyp = item.hypothesis
     claims = claims_of(hyp)
     out: list[Prevalence] = []
+    if not claims:
+        channel_names: tuple[PrevalenceChannel, ...] = ("reports", "descriptions")
+        for name in channel_names:
+            found_phrase = phrase_prevalence(name, channels.phrases.get(name), hyp.key, hyp.group)
+            if found_phrase is not None:
+                out.append(found_phrase)
     plain = tuple((f, ()) for f, _ in claims)
     for name, labelled in (("reports", channels.reports), ("descriptions", channels.descriptions)):
         if labelled is None:
@@ -278,7 +311,7 @@ def _channel_prevalences(
         for counted, label in ((plain, _finding_label(hyp)), (claims, hyp.text)):
             if counted is claims and claims == plain:
                 continue
-            found = text_prevalence(name, labelled, counted, hyp.group)  # type: ignore[arg-type]
+            found = text_prevalence(name, labelled, counted, hyp.group)
             if found is not None:
                 out.append(found.model_copy(update={"claim": label}))
     scores = rows.get(hyp.key)
@@ -393,15 +426,34 @@ def _decide(
 ) -> tuple[ScoredHypothesis | None, str]:
     """The wording to report and the basis, or (None, "") when the finding is not a difference of its own."""
     lead = significant[0]
+    independence = (
+        "the first difference" if not accepted else f"independent of the differences above (p={conditional:.2g})"
+    )
+    if not claims_of(lead.hypothesis):  # free text naming no vocabulary finding: the phrase's own prevalence
+        phrase = lead.hypothesis.key
+        in_reports = phrase_prevalence("reports", channels.phrases.get("reports"), phrase, lead.hypothesis.group)
+        if in_reports is not None:
+            if not backs(in_reports, lead.hypothesis.group):
+                return None, ""
+            return lead, f"reports: '{phrase}' in {in_reports.counts()} (Fisher p={in_reports.p_value:.2g})"
+        if not independent:
+            return None, ""
+        described = phrase_prevalence(
+            "descriptions", channels.phrases.get("descriptions"), phrase, lead.hypothesis.group
+        )
+        if described is not None:
+            if not backs(described, lead.hypothesis.group):
+                return None, ""
+            return lead, (
+                f"descriptions: '{phrase}' in {described.counts()} (Fisher p={described.p_value:.2g}); {independence}"
+            )
+        return lead, f"image scores alone (no text channel calls it); {independence}"
     if _covers(lead, channels.reports):
         backed = _backed_wording(significant, "reports", channels.reports)
         if backed is None:
             return None, ""
         item, found = backed
         return item, f"reports: {found.counts()} (Fisher p={found.p_value:.2g})"
-    independence = (
-        "the first difference" if not accepted else f"independent of the differences above (p={conditional:.2g})"
-    )
     if not independent:
         return None, ""
     if _covers(lead, channels.descriptions):

@@ -585,16 +585,20 @@ class Workspace:
         """Per-study calls for prevalence: every report labelled, and the describer's calls on up to
         ``describe_per_group`` studies of each group (0: no description channel); cached descriptions are reused."""
         from tools.differences import Channels, positive_mentions
+        from tools.phrases import text_phrases
         from tools.reports import split_sections
 
         started = time.perf_counter()
         reports: dict[GroupLabel, list[Any]] | None = None
+        phrases: dict[str, dict[GroupLabel, list[frozenset[str]]]] = {}
         if use_reports and (self.comparison.set_a.has_reports or self.comparison.set_b.has_reports):
             reports = {"A": [], "B": []}
+            phrases["reports"] = {"A": [], "B": []}
             for group, study in self._studies:
                 if study.report:
                     text = split_sections(study.report).body or study.report
                     reports[group].append(positive_mentions(text))
+                    phrases["reports"][group].append(frozenset(text_phrases(text)))
         descriptions: dict[GroupLabel, list[Any]] | None = None
         if describe_per_group > 0:
             descriptions = {"A": [], "B": []}
@@ -603,13 +607,16 @@ class Workspace:
                 chosen = self._sample(group, describe_per_group, self.seed, set(), False)
                 _ids, texts = self.describe(group, study_ids=[s.study_id for s in chosen])
                 descriptions[group] = [positive_mentions(t) for t in texts]
+                phrases.setdefault("descriptions", {"A": [], "B": []})[group] = [
+                    frozenset(text_phrases(t)) for t in texts
+                ]
         summary = ", ".join(
             f"{name}: {len(v['A'])} vs {len(v['B'])} studies"
             for name, v in (("reports", reports), ("descriptions", descriptions))
             if v is not None
         )
         self._record("prevalence_calls", {"describe_per_group": describe_per_group}, started, summary or "none")
-        return Channels(reports=reports, descriptions=descriptions)
+        return Channels(reports=reports, descriptions=descriptions, phrases=phrases)  # type: ignore[arg-type]
 
     def differences(
         self, ranked: Sequence[ScoredHypothesis], channels: Channels
