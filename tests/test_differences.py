@@ -216,3 +216,28 @@ def test_open_vocabulary_phrases_are_judged_by_their_own_prevalence_and_fold() -
     assert "in 40/40 vs 0/40" in differences[0].basis
     assert [c.text for c in covarying] == ["sternal wires"]  # the reports never say it
     assert "reports call it in 0/40 vs 0/40 (not backed)" in covarying[0].reason
+
+
+def test_a_phrase_that_only_describes_an_accepted_finding_restates_it() -> None:
+    from tools.phrases import text_phrases
+
+    rng = np.random.default_rng(6)
+    in_a = _groups()
+    picc = rng.normal(size=2 * N) + 3.0 * in_a
+    rows = {"low svc": picc + 0.5, "PICC line": picc}  # the phrase even ranks first
+    ranked, keyed = _scored(rows, [("low svc", None, {}), ("PICC line", "picc", {})], in_a)
+    assert ranked[0].hypothesis.text == "low svc"
+    texts_a = ["Right PICC line, with the tip in the low SVC."] * N
+    texts_b = ["No lines or tubes."] * N
+    phrases = {
+        "reports": {
+            "A": [frozenset(text_phrases(t)) for t in texts_a],
+            "B": [frozenset(text_phrases(t)) for t in texts_b],
+        }
+    }
+    channels = Channels(reports=_reports(texts_a, texts_b), phrases=phrases)
+    differences, covarying = select_differences(ranked, keyed, in_a, channels)
+    assert [d.finding for d in differences] == ["picc"]
+    assert [c.text for c in covarying] == ["low svc"]
+    assert covarying[0].follows == differences[0].text
+    assert covarying[0].reason.startswith(f"restates '{differences[0].text}': 100% of the 40 reports")

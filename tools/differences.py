@@ -392,7 +392,12 @@ def select_differences(
     in_a = np.asarray(in_a, dtype=bool)
     accepted: list[tuple[Difference, np.ndarray]] = []
     covarying: list[CovaryingSignal] = []
-    for candidate in _families(ranked):
+    rank_of: dict[str, int] = {}
+    families = _families(ranked)
+    position = {id(c): i for i, c in enumerate(families)}
+    # vocabulary findings first, so a phrase that only describes one of them (its tip, its leads) meets it as an
+    # accepted difference; the list is put back in rank order at the end
+    for candidate in sorted(families, key=lambda c: not claims_of(c.lead.hypothesis)):
         significant = [m for m in candidate.members if separates(m)]
         if not significant:
             continue
@@ -408,13 +413,59 @@ def select_differences(
             follows = max(known, key=lambda tr: tr[1]) if known else None
         independent = not accepted or (conditional is not None and conditional < INDEPENDENCE_ALPHA)
         chosen, basis = _decide(significant, channels, independent, conditional, accepted)
+        restated = _restates(lead, channels, [d for d, _ in accepted]) if chosen is not None else None
+        if restated is not None:
+            covarying.append(
+                _covarying(lead, channels, rows, in_a, follows, conditional, independent).model_copy(
+                    update={"follows": restated[0], "reason": restated[1]}
+                )
+            )
+            continue
         if chosen is not None:
             chosen_scores = rows.get(chosen.hypothesis.key)
             difference = _difference(chosen, candidate, channels, rows, in_a, basis, conditional)
             accepted.append((difference, chosen_scores if chosen_scores is not None else np.zeros(in_a.size)))
+            rank_of[difference.text] = position[id(candidate)]
             continue
         covarying.append(_covarying(lead, channels, rows, in_a, follows, conditional, independent))
-    return [d for d, _ in accepted], covarying
+    return sorted((d for d, _ in accepted), key=lambda d: rank_of[d.text]), covarying
+
+
+RESTATES_SHARE = 0.8
+"""A free-text phrase restates an accepted difference when at least this share of the texts that hold it also
+call that difference's finding ("low SVC" in reports that all call the PICC whose tip lies there)."""
+
+
+def _restates(lead: ScoredHypothesis, channels: Channels, accepted: Sequence[Difference]) -> tuple[str, str] | None:
+    """(difference text, reason) when a free-text phrase's texts are mostly texts that already call an accepted
+    difference's finding (the phrase is part of how the texts describe it); else None."""
+    if claims_of(lead.hypothesis) or not accepted:
+        return None
+    phrase = lead.hypothesis.key
+    channel_names: tuple[PrevalenceChannel, ...] = ("reports", "descriptions")
+    for name in channel_names:
+        labelled = channels.reports if name == "reports" else channels.descriptions
+        sets = channels.phrases.get(name)
+        if labelled is None or sets is None:
+            continue
+        holding = [
+            mentions
+            for group in ("A", "B")
+            for mentions, phrases in zip(labelled.get(group, ()), sets.get(group, ()), strict=False)
+            if phrase in phrases
+        ]
+        if not holding:
+            continue
+        for difference in accepted:
+            if difference.finding is None:
+                continue
+            share = sum(any(f == difference.finding for f, _ in m) for m in holding) / len(holding)
+            if share >= RESTATES_SHARE:
+                return difference.text, (
+                    f"restates '{difference.text}': {share:.0%} of the {len(holding)} {name} that say "
+                    f"'{phrase}' call it"
+                )
+    return None
 
 
 def _decide(
