@@ -50,6 +50,14 @@ def _reports(texts_a: list[str], texts_b: list[str]) -> dict[str, list]:
     return {"A": [positive_mentions(t) for t in texts_a], "B": [positive_mentions(t) for t in texts_b]}
 
 
+def _report_channels(texts_a: list[str], texts_b: list[str]) -> Channels:
+    """The reports channel of a comparison: labelled mentions and open-vocabulary phrases of each report."""
+    from tools.phrases import text_phrases
+
+    phrases = {"A": [frozenset(text_phrases(t)) for t in texts_a], "B": [frozenset(text_phrases(t)) for t in texts_b]}
+    return Channels(reports=_reports(texts_a, texts_b), phrases={"reports": phrases})
+
+
 def test_restated_wordings_fold_into_one_difference() -> None:
     rng = np.random.default_rng(0)
     in_a = _groups()
@@ -189,8 +197,6 @@ def test_conditional_test_and_statistics() -> None:
 
 
 def test_open_vocabulary_phrases_are_judged_by_their_own_prevalence_and_fold() -> None:
-    from tools.phrases import text_phrases
-
     rng = np.random.default_rng(5)
     in_a = _groups()
     shunt = rng.normal(size=2 * N) + 2.5 * in_a
@@ -203,13 +209,7 @@ def test_open_vocabulary_phrases_are_judged_by_their_own_prevalence_and_fold() -
     ranked, keyed = _scored(rows, specs, in_a)
     texts_a = ["A VP shunt tubing courses over the right chest."] * N
     texts_b = ["Heart size normal."] * N
-    phrases = {
-        "reports": {
-            "A": [frozenset(text_phrases(t)) for t in texts_a],
-            "B": [frozenset(text_phrases(t)) for t in texts_b],
-        }
-    }
-    channels = Channels(reports=_reports(texts_a, texts_b), phrases=phrases)
+    channels = _report_channels(texts_a, texts_b)
     differences, covarying = select_differences(ranked, keyed, in_a, channels)
     assert len(differences) == 1  # the two shunt phrases are one difference
     assert "shunt tubing" in differences[0].text and len(differences[0].wordings) == 1
@@ -219,8 +219,6 @@ def test_open_vocabulary_phrases_are_judged_by_their_own_prevalence_and_fold() -
 
 
 def test_a_phrase_that_only_describes_an_accepted_finding_restates_it() -> None:
-    from tools.phrases import text_phrases
-
     rng = np.random.default_rng(6)
     in_a = _groups()
     picc = rng.normal(size=2 * N) + 3.0 * in_a
@@ -229,13 +227,7 @@ def test_a_phrase_that_only_describes_an_accepted_finding_restates_it() -> None:
     assert ranked[0].hypothesis.text == "low svc"
     texts_a = ["Right PICC line, with the tip in the low SVC."] * N
     texts_b = ["No lines or tubes."] * N
-    phrases = {
-        "reports": {
-            "A": [frozenset(text_phrases(t)) for t in texts_a],
-            "B": [frozenset(text_phrases(t)) for t in texts_b],
-        }
-    }
-    channels = Channels(reports=_reports(texts_a, texts_b), phrases=phrases)
+    channels = _report_channels(texts_a, texts_b)
     differences, covarying = select_differences(ranked, keyed, in_a, channels)
     assert [d.finding for d in differences] == ["picc"]
     assert [c.text for c in covarying] == ["low svc"]
