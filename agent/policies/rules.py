@@ -104,7 +104,7 @@ def _labelled_texts(observations: Sequence[Observation], kind: str | None = None
 
 def evidence_from_observations(observations: Sequence[Observation]) -> dict[str, FindingEvidence]:
     """Label every description and report text of the observations; tally positives per finding and group, and
-    the texts stating each attribute value (tip positions only for a device both groups have)."""
+    the attribute values they state (tip positions only for a device both groups have)."""
     table = {key: FindingEvidence(key) for key in FINDINGS}
     for group, texts in _labelled_texts(observations).items():
         for mentions in texts:
@@ -113,9 +113,9 @@ def evidence_from_observations(observations: Sequence[Observation]) -> dict[str,
                 found = [attrs for finding, attrs in mentions if finding == key]
                 if found:
                     evidence.positive[group] += 1
-                    # each value once per text: a report that names it in FINDINGS and IMPRESSION is one text
-                    for name, value in sorted({pair for attrs in found for pair in attrs}):
-                        evidence.attributes[group].setdefault(name, Counter())[value] += 1
+                    for attrs in found:
+                        for name, value in attrs:
+                            evidence.attributes[group].setdefault(name, Counter())[value] += 1
     for evidence in table.values():
         if not evidence.tip_can_differ:  # a device one group lacks differs by presence, not by where its tip is
             for group in ("A", "B"):
