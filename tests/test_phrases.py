@@ -19,8 +19,9 @@ def test_text_phrases_skip_negated_normal_and_vocabulary_clauses():
     assert not any("heart" in p or "clear" in p for p in phrases)
     assert not text_phrases(NO_SHUNT)  # negated clause
     assert not text_phrases("FINDINGS: Small right pleural effusion in the costophrenic recess.")  # a finding
-    # a clause of its own after "with" is mined even when the sentence also names a finding
-    assert "pectus deformity" in text_phrases("FINDINGS: Small right pleural effusion with a pectus deformity.")
+    # a sentence that names a vocabulary finding belongs to the vocabulary; the next sentence is mined
+    assert not text_phrases("FINDINGS: Small right pleural effusion with a pectus deformity.")
+    assert "pectus deformity" in text_phrases("FINDINGS: Small right pleural effusion. Pectus deformity.")
     assert not text_phrases("FINDINGS: There is XXXX in the right lower lobe.")  # anatomy only
 
 

@@ -233,10 +233,11 @@ EXTRA_PATTERNS: tuple[_Pattern, ...] = (
     ),
     _Pattern(
         "enlarged_cardiomediastinum",
-        r"\b(?:cardio)?mediastinal\s+(?:silhouettes?|contours?|shadow|structures)\s+(?:(?!enlarg|widen)[\w/,-]+\s+){0,6}?"
+        r"\b(?:cardio)?mediastinal\s+(?:silhouettes?|contours?|shadow|structures),?\s+(?:(?!enlarg|widen)[\w/,-]+\s+){0,6}?"
         rf"(?:{_NORMAL}|stable|intact|appropriate)\b"
         r"|\bnormal(?:[\s-]appearing)?(?:\s+[\w-]+){0,4}?\s+(?:and\s+)?(?:cardio)?mediastinal\s+(?:silhouettes?|contours?)\b"
-        r"|\b(?:mediastinum|mediastinal\s+width)\s+(?:is|are|appears?)\s+(?:\w+\s+)?(?:normal|unremarkable|not\s+widened)\b",
+        r"|\b(?:mediastinum|mediastinal\s+width)\s+(?:is|are|appears?)\s+(?:\w+\s+)?(?:normal|unremarkable|not\s+widened)\b"
+        rf"|\bmediastinum\b(?=(?:\s+and\s+[\w\s]{{1,30}}?)\s+(?:are|appear)\s+(?:\w+\s+)?{_NORMAL})",
         "negated",
     ),
     _Pattern(
@@ -271,7 +272,8 @@ EXTRA_PATTERNS: tuple[_Pattern, ...] = (
         "hilar_prominence",
         r"\bhil(?:a|um|ar\s+(?:contours?|structures|regions?|shadows?))\s+(?:are|is|appears?)\s+(?:\w+\s+)?"
         r"(?:normal|unremarkable|within\s+normal\s+limits)\b"
-        r"|\bnormal\b(?:\s+[\w-]+){0,4}?\s+(?:and\s+)?hilar\s+(?:contours?|structures)\b",
+        r"|\bnormal\b(?:\s+[\w-]+){0,4}?\s+(?:and\s+)?hilar\s+(?:contours?|structures)\b"
+        rf"|\b(?:peri)?hil(?:a|um|ar\s+(?:contours?|structures))\b(?=\s+(?:are|is|appear)\s+(?:\w+\s+)?{_NORMAL})",
         "negated",
     ),
     _Pattern(
@@ -301,8 +303,13 @@ EXTRA_PATTERNS: tuple[_Pattern, ...] = (
     _Pattern(
         "fracture",
         r"\b(?:osseous|bony)\s+(?:structures|thorax)\s+(?:are\s+|is\s+|appear\s+)?(?:[\w-]+\s+){0,3}?"
-        r"(?:intact|unremarkable|normal)\b|\bacute\s+(?:bony|osseous)\s+(?:abnormalit(?:y|ies)|findings?|injur(?:y|ies))\b",
+        r"(?:intact|unremarkable|normal)\b|\bacute\s+(?:bony|osseous)\s+(?:abnormalit(?:y|ies)|findings?|injur(?:y|ies))\b"
+        r"|\b(?:osseous|bony)\s+(?:structures|thorax)\b[^.;]{0,40}?\bwithout\s+(?:\w+\s+)?(?:abnormalit|fractur|findings?)\w*",
         "negated",
+    ),
+    _Pattern(
+        "fracture",
+        r"\b(?:clavic\w*|humer\w*|scapul\w*|stern(?:um|al)|vertebra\w*|spin(?:e|al))(?:\s+(?:or|and)\s+\w+)?\s+fractur\w*",
     ),
     _Pattern("sternotomy_wires", r"\bsternotomy\b|\bsternal\s+(?:wires?|sutures?|cerclage)\b|\bpost[\s-]?cabg\b"),
     _Pattern("surgical_clips", r"\b(?:surgical|vascular|metallic)?\s*clips?\b(?!\s+art)"),
@@ -680,6 +687,8 @@ def _explained(sentence: str, mention: tuple[str, int, int, Status], found: list
             continue
         if s <= start and end <= e:
             return True
+        if start <= s and e <= end:
+            continue  # the generic mention is the longer one ("clavicle or rib fractures"): it says more
         if other in finding.explained_by and not re.search(r"[,;]", sentence[min(end, e) : max(start, s)]):
             return True
     return False

@@ -5,11 +5,13 @@ listed ("VP shunt tubing", "pectus excavatum", "bronchiectasis"). This module fi
 texts' own words:
 
 1. Each text (a report or a description) is cut into sentences (:func:`tools.labeler.split_sentences`) and
-   clauses (commas, semicolons, "but", "however", "with", "and" before a new subject).
+   clauses (commas, semicolons, "but", "however", "and" before a new subject; not "with", whose object
+   usually belongs to the finding before it: "pacemaker with two leads").
 2. Negation-aware: a clause with a negation or normality word ("no", "without", "negative for", "normal",
    "clear", "resolved"...) is skipped, and so is an uncertain one ("may", "possible", "cannot exclude").
-3. A clause that names a finding of the vocabulary (any labeler mention) is skipped too: the vocabulary's
-   proposals already cover it, in better wording.
+3. A sentence that names a finding of the vocabulary (any labeler mention) is skipped as a whole: the
+   vocabulary's proposals cover it, and its other clauses are mostly that finding's attributes ("with the tip
+   too high, in the brachiocephalic vein").
 4. The remaining clauses give runs of 1 to :data:`MAX_WORDS` consecutive content words (no stopword, verb or
    preposition inside) holding at least one word that is not anatomy or location ("right lower lobe" alone is
    no finding).
@@ -32,7 +34,7 @@ MIN_GAP = 0.15
 SUBSUME_FRACTION = 0.8
 
 _CLAUSE = re.compile(
-    r"[,;:()]|\b(?:but|however|although|though|whereas|which|with|without|and\s+(?:the|there|a|an)|"
+    r"[,;:()]|\b(?:but|however|although|though|whereas|which|and\s+(?:the|there|a|an)|"
     r"consistent\s+with|compatible\s+with|likely|representing|suggest\w*)\b",
     re.I,
 )
@@ -63,7 +65,7 @@ ANATOMY = frozenset(
     vertebrae aorta aortic soft tissue tissues bone bones bony osseous structures structure silhouette contour
     contours size volume volumes vascularity vasculature markings svc ivc vena cava cavoatrial junction atrium
     atrial ventricle brachiocephalic jugular subclavian axillary abdomen abdominal quadrant neck shoulder shoulders
-    clavicle clavicles humerus humeral rib ribs stomach carina trachea bronchus""".split()
+    clavicle clavicles humerus humeral rib ribs stomach carina trachea bronchus lead leads""".split()
 )
 _TOKEN = re.compile(r"[a-z][a-z'-]*[a-z]|[a-z]")
 
@@ -86,10 +88,11 @@ class Phrase:
 
 
 def _clauses(text: str) -> list[str]:
+    """The clauses of the sentences that name no vocabulary finding (negated or not)."""
     out: list[str] = []
     text = re.sub(r"\b(?:findings?|impression|indication|comparison|history|technique)\s*:", ". ", text, flags=re.I)
     for sentence in split_sentences(text):
-        if re.match(r"^\s*(?:indication|comparison|history|technique)\b", sentence, re.I):
+        if re.match(r"^\s*(?:indication|comparison|history|technique)\b", sentence, re.I) or label_sentence(sentence):
             continue
         out.extend(part.strip() for part in _CLAUSE.split(sentence) if part and part.strip())
     return out
@@ -99,7 +102,7 @@ def text_phrases(text: str, max_words: int = MAX_WORDS) -> set[str]:
     """The candidate phrases of one text: n-grams of its affirmed clauses that name no vocabulary finding."""
     found: set[str] = set()
     for clause in _clauses(text):
-        if _SKIP.search(clause) or label_sentence(clause):
+        if _SKIP.search(clause):
             continue
         words = _TOKEN.findall(clause.lower().replace("xxxx", " "))
         for n in range(1, max_words + 1):
@@ -127,17 +130,17 @@ def mine_phrases(
     counts: dict[str, list[int]] = {}
     for index, texts in enumerate((texts_a, texts_b)):
         for text in texts:
-            for phrase in text_phrases(text):
-                counts.setdefault(phrase, [0, 0])[index] += 1
+            for gram in text_phrases(text):
+                counts.setdefault(gram, [0, 0])[index] += 1
     n_a, n_b = len(texts_a), len(texts_b)
-    candidates = []
-    for phrase, (ca, cb) in counts.items():
+    candidates: list[Phrase] = []
+    for gram, (ca, cb) in counts.items():
         if max(ca, cb) < min_texts:
             continue
         share_a, share_b = ca / n_a, cb / n_b
         if abs(share_a - share_b) < min_gap:
             continue
-        candidates.append(Phrase(phrase, "A" if share_a > share_b else "B", share_a, share_b, ca, cb))
+        candidates.append(Phrase(gram, "A" if share_a > share_b else "B", share_a, share_b, ca, cb))
     candidates.sort(key=lambda p: (-p.gap, -len(p.text.split()), p.text))
     kept: list[Phrase] = []
     for phrase in candidates:

@@ -136,10 +136,11 @@ def text_support(hypotheses: Sequence[Hypothesis], observations: Sequence[Observ
     return out
 
 
-COMMON_ATTRIBUTE_SHARE = 0.5
-"""An attribute value goes into a finding's "most common" wording only when at least this share of the group's
-texts that call the finding state it: real reports grade and lateralise inconsistently, and a value a third of
-them state is not what the group has."""
+COMMON_ATTRIBUTE_SHARE = 0.75
+"""An attribute value is proposed (alone, or in a finding's "most common" wording) only when at least this share
+of the group's texts that call the finding state it: real reports grade and lateralise inconsistently, and a
+value half of them state is not what the group has (SynthCXR's texts state a planted finding's attributes
+every time)."""
 
 
 def _common_attributes(evidence: FindingEvidence, group: str) -> dict[str, str]:
@@ -218,7 +219,10 @@ class RulesPolicy:
                         g: evidence.attributes[g].get(name, Counter())[value] / max(evidence.seen[g], 1)
                         for g in ("A", "B")
                     }
-                    candidates.append((share["A"] - share["B"], evidence, {name: value}))
+                    claimed = "A" if share["A"] > share["B"] else "B"
+                    stated = evidence.attributes[claimed].get(name, Counter())[value]
+                    if stated >= COMMON_ATTRIBUTE_SHARE * evidence.positive[claimed]:
+                        candidates.append((share["A"] - share["B"], evidence, {name: value}))
         candidates.sort(key=lambda c: abs(c[0]), reverse=True)
         out: list[Hypothesis] = []
         for difference, evidence, attrs in candidates:
