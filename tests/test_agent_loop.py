@@ -216,3 +216,12 @@ def test_brief_suggests_a_wording_not_scored_yet_and_drops_a_sentence_contrast()
     assert plain_proposal(item).contrast is None and plain_proposal(item).text == "pleural effusion"
     kept = ProposedHypothesis(text="pleural effusion", group="A", contrast="no pleural effusion")
     assert plain_proposal(kept).contrast == "no pleural effusion"
+
+
+def test_a_proposal_written_as_a_whole_sentence_is_cut_to_its_finding():
+    from agent.policies.llm import _salvage_hypotheses
+
+    long_text = "Moderate right pleural effusion. No focal infiltrate, pneumothorax or pulmonary edema. " * 4
+    raw = json.dumps({"hypotheses": [{"text": long_text, "group": "A", "rationale": "x" * 700}, {"text": "z"}]})
+    salvaged = _salvage_hypotheses(raw)
+    assert [(h.text, h.group) for h in salvaged] == [("Moderate right pleural effusion", "A")]

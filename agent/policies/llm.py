@@ -101,11 +101,25 @@ def _salvage_hypotheses(raw: str) -> list[ProposedHypothesis]:
     items = data.get("hypotheses", []) if isinstance(data, dict) else []
     out = []
     for item in items if isinstance(items, list) else []:
-        try:
-            out.append(ProposedHypothesis.model_validate(item))
-        except ValidationError:
+        for candidate in (item, _shortened(item)):
+            try:
+                out.append(ProposedHypothesis.model_validate(candidate))
+                break
+            except ValidationError:
+                continue
+        else:
             log.info("dropped an invalid proposed hypothesis: %r", item)
     return out
+
+
+def _shortened(item: object) -> object:
+    """A proposed item whose text is a whole sentence (as small models write) cut to its first clause, with
+    long free-text fields dropped; other items come back unchanged."""
+    if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+        return item
+    clause = re.split(r"[.;:\n]", item["text"].strip(), maxsplit=1)[0].strip()
+    short = {k: v for k, v in item.items() if k not in ("rationale", "contrast") or len(str(v)) <= 200}
+    return {**short, "text": plain_finding_phrase(clause)[:200]}
 
 
 _CONTRAST = re.compile(r"^(?:no|without|absent|absence of|normal)\b", re.IGNORECASE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,17 @@ def resolve_run_dir(run: str | Path, output_dir: Path | None = None) -> Path:
         return Path(output_dir) / str(run)
     where = f" or {Path(output_dir) / str(run)}" if output_dir is not None else ""
     raise InputError(f"run {str(run)!r}: no trace.jsonl in {path}{where}")
+
+
+def _llm_note(event: dict[str, Any]) -> str:
+    """One line for an LLM turn (the tools it called, or its answer) or for one of its tool calls."""
+    if event.get("event") == "llm_turn":
+        calls = ", ".join(str(c.get("name")) for c in event.get("tool_calls") or [])
+        said = calls and f"calls {calls}" or f"answers {str(event.get('content') or '')[:160]!r}"
+        return f"LLM turn ({event.get('tokens', 0)} tokens): {said}"
+    status = "ok" if event.get("ok") else "error"
+    args = json.dumps(event.get("args"))[:160]
+    return f"LLM tool call {event.get('name')}({args}) -> {status}: {str(event.get('output'))[:160]}"
 
 
 def _phase_title(node: str, round_: int) -> str | None:
@@ -149,6 +161,8 @@ def build_outline(events: list[dict[str, Any]]) -> list[Part]:
                 current = Step(node="(tool outside a node)", round=0)
                 phase().steps.append(current)
             current.tools.append(event)
+        elif kind in ("llm_turn", "llm_tool_call") and current is not None:
+            current.notes.append(_llm_note(event))
         elif kind == "convergence":
             reason = event.get("stop_reason") or "continue"
             if current is not None:
