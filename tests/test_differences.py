@@ -225,7 +225,7 @@ def test_a_phrase_that_only_describes_an_accepted_finding_restates_it() -> None:
     rows = {"low svc": picc + 0.5, "PICC line": picc}  # the phrase even ranks first
     ranked, keyed = _scored(rows, [("low svc", None, {}), ("PICC line", "picc", {})], in_a)
     assert ranked[0].hypothesis.text == "low svc"
-    texts_a = ["Right PICC line, with the tip in the low SVC."] * N
+    texts_a = ["Right PICC line. Tip projects over the low SVC."] * N  # the phrase stands in its own sentence
     texts_b = ["No lines or tubes."] * N
     channels = _report_channels(texts_a, texts_b)
     differences, covarying = select_differences(ranked, keyed, in_a, channels)
