@@ -468,6 +468,23 @@ def _restates(lead: ScoredHypothesis, channels: Channels, accepted: Sequence[Dif
     return None
 
 
+def _channel_backing(
+    significant: list[ScoredHypothesis], channel: PrevalenceChannel, channels: Channels
+) -> tuple[bool, tuple[ScoredHypothesis, Prevalence] | None]:
+    """Whether a text channel can call the candidate at all, and the wording it backs (with the prevalence that
+    backs it): vocabulary findings by the labeler's calls, free text by the phrase's own prevalence."""
+    lead = significant[0]
+    if not claims_of(lead.hypothesis):  # free text naming no vocabulary finding
+        found = phrase_prevalence(channel, channels.phrases.get(channel), lead.hypothesis.key, lead.hypothesis.group)
+        if found is None:
+            return False, None
+        return True, ((lead, found) if backs(found, lead.hypothesis.group) else None)
+    labelled = channels.reports if channel == "reports" else channels.descriptions
+    if not _covers(lead, labelled):
+        return False, None
+    return True, _backed_wording(significant, channel, labelled)
+
+
 def _decide(
     significant: list[ScoredHypothesis],
     channels: Channels,
@@ -475,45 +492,29 @@ def _decide(
     conditional: float | None,
     accepted: list[tuple[Difference, np.ndarray]],
 ) -> tuple[ScoredHypothesis | None, str]:
-    """The wording to report and the basis, or (None, "") when the finding is not a difference of its own."""
-    lead = significant[0]
+    """The wording to report and the basis, or (None, "") when the finding is not a difference of its own.
+
+    The first text channel that can call the candidate decides: the reports on their own, the descriptions only
+    together with the conditional test; with no text channel the conditional test alone."""
     independence = (
         "the first difference" if not accepted else f"independent of the differences above (p={conditional:.2g})"
     )
-    if not claims_of(lead.hypothesis):  # free text naming no vocabulary finding: the phrase's own prevalence
-        phrase = lead.hypothesis.key
-        in_reports = phrase_prevalence("reports", channels.phrases.get("reports"), phrase, lead.hypothesis.group)
-        if in_reports is not None:
-            if not backs(in_reports, lead.hypothesis.group):
-                return None, ""
-            return lead, f"reports: '{phrase}' in {in_reports.counts()} (Fisher p={in_reports.p_value:.2g})"
-        if not independent:
+    channel_names: tuple[PrevalenceChannel, ...] = ("reports", "descriptions")
+    for channel in channel_names:
+        if channel == "descriptions" and not independent:
             return None, ""
-        described = phrase_prevalence(
-            "descriptions", channels.phrases.get("descriptions"), phrase, lead.hypothesis.group
-        )
-        if described is not None:
-            if not backs(described, lead.hypothesis.group):
-                return None, ""
-            return lead, (
-                f"descriptions: '{phrase}' in {described.counts()} (Fisher p={described.p_value:.2g}); {independence}"
-            )
-        return lead, f"image scores alone (no text channel calls it); {independence}"
-    if _covers(lead, channels.reports):
-        backed = _backed_wording(significant, "reports", channels.reports)
+        covered, backed = _channel_backing(significant, channel, channels)
+        if not covered:
+            continue
         if backed is None:
             return None, ""
         item, found = backed
-        return item, f"reports: {found.counts()} (Fisher p={found.p_value:.2g})"
+        what = f"'{found.claim}' in " if not claims_of(item.hypothesis) else ""
+        basis = f"{channel}: {what}{found.counts()} (Fisher p={found.p_value:.2g})"
+        return item, basis if channel == "reports" else f"{basis}; {independence}"
     if not independent:
         return None, ""
-    if _covers(lead, channels.descriptions):
-        backed = _backed_wording(significant, "descriptions", channels.descriptions)
-        if backed is None:
-            return None, ""
-        item, found = backed
-        return item, f"descriptions: {found.counts()} (Fisher p={found.p_value:.2g}); {independence}"
-    return lead, f"image scores alone (no text channel calls it); {independence}"
+    return significant[0], f"image scores alone (no text channel calls it); {independence}"
 
 
 def _difference(

@@ -631,18 +631,9 @@ class Workspace:
         if not table:
             return [], []
         first = next(iter(table.values()))
-        order = {sid: i for i, sid in enumerate(first["ids"])}
         in_a = np.array([g == "A" for g in first["groups"]], dtype=bool)
-        rows = {}
-        for key, row in table.items():
-            if row["ids"] == first["ids"]:
-                rows[key] = np.asarray(row["scores"], dtype=np.float64)
-            else:  # another study order (never expected): align by id
-                aligned = np.full(len(order), np.nan)
-                for sid, value in zip(row["ids"], row["scores"], strict=True):
-                    aligned[order[sid]] = value
-                if np.isfinite(aligned).all():
-                    rows[key] = aligned
+        # rows of one comparison score the same studies in the same order; a row of other studies is left out
+        rows = {k: np.asarray(r["scores"], dtype=np.float64) for k, r in table.items() if r["ids"] == first["ids"]}
         differences, covarying = select_differences(ranked, rows, in_a, channels)
         self._record(
             "select_differences",
