@@ -7,6 +7,7 @@ SQLite checkpoint. Heavy objects (models, embeddings) live in the run's workspac
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from typing import Annotated, Literal, NotRequired, TypedDict
 
 from langchain_core.messages import AnyMessage
@@ -28,6 +29,24 @@ class Observation(BaseModel):
     study_ids: list[str] = Field(default_factory=list)
     texts: list[str] = Field(default_factory=list, description="One text per study id (or a single text).")
     data: dict[str, object] = Field(default_factory=dict, description="Structured payload (tables, AUROCs).")
+
+
+TEXT_KINDS = ("description", "reports")
+"""The observation kinds whose texts are descriptions or reports of studies (the sources of text backing)."""
+
+
+def observed_texts(observations: Sequence[Observation], kind: str | None = None) -> dict[str, list[str]]:
+    """The description and report texts of the observations per group (only those of ``kind`` if given)."""
+    texts: dict[str, list[str]] = {"A": [], "B": []}
+    for obs in observations:
+        if obs.kind in TEXT_KINDS and obs.group is not None and kind in (None, obs.kind):
+            texts[obs.group].extend(obs.texts)
+    return texts
+
+
+def text_sources(observations: Sequence[Observation]) -> list[dict[str, list[str]]]:
+    """The texts of each source (descriptions, then reports) per group (:func:`tools.ranking.ranking.text_support`)."""
+    return [observed_texts(observations, kind) for kind in TEXT_KINDS]
 
 
 class RoundStat(BaseModel):

@@ -1,1 +1,2 @@
-"""Evaluation layer and command line: benchmarks, judges, SynthCXR, ``raddiff`` CLI."""
+"""Evaluation layer: the SynthCXR simulator (``synth``), training of the offline model pack (``mini``) and the
+benchmarks (``bench``: suites, runner, judges, metrics; ``bench.components``: component benchmarks)."""

@@ -35,13 +35,13 @@ from agent.context import RunContext
 from agent.convergence import budget_spent, run_seconds, stop_reason
 from agent.policies import ReflectingPolicy, get_policy
 from agent.policies.llm import LLMPolicy, parse_decision, response_tokens
-from agent.policies.rules import text_support
 from agent.schemas import Decision
-from agent.state import AgentLoop, Budget, InputState, Observation, RoundStat, State
+from agent.state import AgentLoop, Budget, InputState, Observation, RoundStat, State, text_sources
 from agent.trace import TraceWriter
-from tools.differences import covarying_line, difference_line, summary_sentence
 from tools.domain import GroupLabel, Hypothesis, InputError, RunResult, ScoredHypothesis
-from tools.workspace import Workspace, open_workspace, rank_scored
+from tools.ranking.differences import covarying_line, difference_line, summary_sentence
+from tools.ranking.ranking import rank_scored, text_support
+from tools.workspace import Workspace, open_workspace
 
 log = logging.getLogger(__name__)
 
@@ -554,7 +554,7 @@ def report(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     context = runtime.context
     ws = workspace_for(context, state)
     pool = state.get("pool", [])
-    support = text_support([s.hypothesis for s in pool], state.get("observations", []))
+    support = text_support([s.hypothesis for s in pool], text_sources(state.get("observations", [])))
     ranked = ws.finalize(pool, support)
     channels = ws.prevalence_channels(
         context.prevalence_describe_max if context.use_images else 0, use_reports=context.use_reports

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from tools.differences import prevalence_text
 from tools.domain import Comparison, InputError, RunResult, ScoredHypothesis, Study
+from tools.ranking.differences import prevalence_text
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def png_data_uri(png: bytes) -> str:
 
 def thumbnail_png(path: Path, size: int = 160) -> bytes:
     """A small grayscale PNG of an image file (PNG, JPEG or DICOM)."""
-    from tools.images import load_image, to_pil
+    from tools.data.images import load_image, to_pil
 
     image = to_pil(load_image(path))
     image.thumbnail((size, size))

@@ -22,7 +22,6 @@ from agent.context import RunContext
 from agent.schemas import Decision, Proposal, ProposedHypothesis
 from agent.state import AgentLoop, Budget, Observation, RoundStat
 from graphs.radiologist import build_graph, release_run, trace_for
-from tools.differences import covarying_line, difference_line, hypothesis_line, prevalence_text
 from tools.domain import (
     Comparison,
     ConfounderReport,
@@ -39,6 +38,7 @@ from tools.domain import (
     StudyMetadata,
     StudySet,
 )
+from tools.ranking.differences import covarying_line, difference_line, hypothesis_line, prevalence_text
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +132,11 @@ def run_agent(
     if resume and not (run_dir / "checkpoints.sqlite").is_file():
         raise InputError(f"run {context.run_id!r}: nothing to resume (no checkpoint in {run_dir})")
     run_dir.mkdir(parents=True, exist_ok=True)
-    from tools.local_llm import is_local
+    from tools.llm.local import is_local
 
     with run_lock(run_dir, context.run_id):
         if is_local(context.llm):
-            from tools.local_llm import local_server
+            from tools.llm.local import local_server
 
             with local_server(context.llm, context.settings.cache_dir) as server:
                 local = context.model_copy(update={"llm_base_url": server.base_url})

@@ -11,11 +11,12 @@ from agent.convergence import stop_reason
 from agent.policies.llm import LLMPolicy, render_evidence
 from agent.policies.rules import RulesPolicy, evidence_from_observations, region_for
 from agent.schemas import Decision
-from agent.state import Budget, Observation, RoundStat
+from agent.state import Budget, Observation, RoundStat, text_sources
 from graphs.radiologist import build_graph, route_after_reflect
 from tests.fakes.openai_server import TextReply
 from tools.domain import Comparison, Hypothesis, HypothesisScore, ScoredHypothesis, Study, StudySet
-from tools.workspace import Workspace, annotate_hypothesis
+from tools.reports.phrasing import annotate_hypothesis
+from tools.workspace import Workspace
 
 
 def _stat(round_, best, topk):
@@ -262,8 +263,7 @@ def test_llm_propose_sends_image_grids_to_a_multimodal_model(openai_server, tmp_
 
 
 def test_text_support_breaks_auroc_ties_towards_what_the_texts_say():
-    from agent.policies.rules import text_support
-    from tools.workspace import rank_scored
+    from tools.ranking.ranking import rank_scored, text_support
 
     obs = [
         _obs("A", ["Moderate right pleural effusion."] * 5 + ["Small right pleural effusion."]),
@@ -274,7 +274,7 @@ def test_text_support_breaks_auroc_ties_towards_what_the_texts_say():
     )
     small = _scored("small right pleural effusion", "pleural_effusion", {"side": "right", "size": "small"}, 1.0)
     left = _scored("left pleural effusion", "pleural_effusion", {"side": "left"}, 0.7)
-    support = text_support([s.hypothesis for s in (moderate, small, left)], obs)
+    support = text_support([s.hypothesis for s in (moderate, small, left)], text_sources(obs))
     assert support[moderate.hypothesis.key] == pytest.approx(5 / 6, abs=1e-3)
     assert support[small.hypothesis.key] == pytest.approx(1 / 6, abs=1e-3)
     assert support[left.hypothesis.key] == 0.0
@@ -286,8 +286,7 @@ def test_text_support_breaks_auroc_ties_towards_what_the_texts_say():
 
 
 def test_ranking_prefers_the_most_specific_wording_the_texts_support():
-    from agent.policies.rules import text_support
-    from tools.workspace import rank_scored
+    from tools.ranking.ranking import rank_scored, text_support
 
     obs = [
         _obs("A", ["Moderate right pleural effusion."] * 4 + ["Right pleural effusion."] * 2),
@@ -296,7 +295,7 @@ def test_ranking_prefers_the_most_specific_wording_the_texts_support():
     broad = _scored("right pleural effusion", "pleural_effusion", {"side": "right"}, 1.0)
     exact = _scored("moderate right pleural effusion", "pleural_effusion", {"side": "right", "size": "moderate"}, 1.0)
     wrong = _scored("small right pleural effusion", "pleural_effusion", {"side": "right", "size": "small"}, 1.0)
-    support = text_support([s.hypothesis for s in (broad, exact, wrong)], obs)
+    support = text_support([s.hypothesis for s in (broad, exact, wrong)], text_sources(obs))
     assert [s.hypothesis.text for s in rank_scored([broad, wrong, exact], support)] == [
         "moderate right pleural effusion",
         "right pleural effusion",
@@ -308,8 +307,7 @@ def test_small_groups_widen_the_tie_between_wordings_so_the_texts_choose():
     """A side the texts contradict (atelectasis left in half of the reports, right in the other half) loses
     to the side-free wording when the AUROC gap is within the noise of 20 vs 20 studies, not when the groups
     are large and the CI is narrow."""
-    from agent.policies.rules import text_support
-    from tools.workspace import rank_scored
+    from tools.ranking.ranking import rank_scored, text_support
 
     obs = [
         _obs("A", ["Basal atelectasis at the left lung base."] * 3 + ["Basal atelectasis at the right lung base."] * 3),
@@ -325,7 +323,7 @@ def test_small_groups_widen_the_tie_between_wordings_so_the_texts_choose():
             ci_half_width=ci_half_width,
         )
         plain = _scored("basal atelectasis", "atelectasis", {"pattern": "basal"}, 0.662, ci_half_width=ci_half_width)
-        support = text_support([sided.hypothesis, plain.hypothesis], obs)
+        support = text_support([sided.hypothesis, plain.hypothesis], text_sources(obs))
         assert support[plain.hypothesis.key] == 1.0 and support[sided.hypothesis.key] == 0.5
         return [s.hypothesis.text for s in rank_scored([sided, plain], support)]
 
@@ -344,7 +342,8 @@ def test_rules_policy_proposes_the_tip_position_when_both_groups_have_the_device
 
 
 def test_two_findings_that_differ_together_are_tested_as_one_hypothesis():
-    from agent.policies.rules import combination, text_support
+    from agent.policies.rules import combination
+    from tools.ranking.ranking import text_support
 
     obs = [
         _obs("A", ["Low lung volumes. Mild pulmonary edema."] * 5 + ["Low lung volumes."]),
@@ -357,7 +356,7 @@ def test_two_findings_that_differ_together_are_tested_as_one_hypothesis():
     assert combined is not None and combined.finding is None and combined.group == "A"
     assert combined.text == "low lung volumes with mild pulmonary edema"
     # its backing is the share of texts that call both findings
-    assert text_support([combined], obs)[combined.key] == pytest.approx(5 / 6, abs=1e-3)
+    assert text_support([combined], text_sources(obs))[combined.key] == pytest.approx(5 / 6, abs=1e-3)
     # the compound is free text, not one finding's wording
     assert annotate_hypothesis(combined).finding is None
     decision = RulesPolicy().reflect([volumes, edema, unbacked], obs, RunContext(hypotheses_per_round=4), 1)

@@ -14,7 +14,7 @@ from graphs.radiologist import build_graph, release_run, route_after_agent
 from graphs.run import checkpointer, compile_graph, run_agent
 from tests.fakes.openai_server import TextReply, ToolCallReply
 from tools.domain import Comparison, Study, StudySet
-from tools.phrasing import plain_finding_phrase
+from tools.reports.phrasing import plain_finding_phrase
 
 
 def _comparison(tmp_path):
@@ -198,7 +198,7 @@ def test_brief_suggests_a_wording_not_scored_yet_and_drops_a_sentence_contrast()
     from agent.schemas import ProposedHypothesis
     from agent.state import Observation
     from tools.domain import Hypothesis, HypothesisScore, ScoredHypothesis
-    from tools.workspace import annotate_hypothesis
+    from tools.reports.phrasing import annotate_hypothesis
 
     obs = [
         Observation(kind="reports", round=0, group="A", study_ids=["a1", "a2"], texts=["Moderate right effusion."] * 2),

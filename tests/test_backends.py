@@ -11,8 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from tools.backends.base import ImageTextModel, image_cache_key, text_cache_key
-from tools.backends.chexzero import (
+from tools.domain import InputError
+from tools.scorers.base import ImageTextModel, image_cache_key, text_cache_key
+from tools.scorers.chexzero import (
     CHEXZERO_MEAN,
     CHEXZERO_STD,
     chexzero_preprocess,
@@ -20,15 +21,14 @@ from tools.backends.chexzero import (
     pad_to_square,
     read_state_dict,
 )
-from tools.backends.openclip import load_open_clip
-from tools.backends.registry import (
+from tools.scorers.openclip import load_open_clip
+from tools.scorers.registry import (
     ScorerSpec,
     _factory,
     clear_loaded_scorers,
     load_scorer,
     parse_scorer,
 )
-from tools.domain import InputError
 
 TINY: dict[str, Any] = {
     "embed_dim": 32,

@@ -13,7 +13,7 @@ from evals.bench.judges import JudgeItem, Judgement, StructuredJudge, TruthConte
 from evals.bench.metrics import comparison_markdown, load_pair_results, summarize_suite, summary_markdown
 from evals.bench.runner import BenchRunner
 from evals.bench.suites import BenchPair, jsonl_suite
-from tools.datasets import PairSpec
+from tools.data.loaders import PairSpec
 from tools.domain import Hypothesis, HypothesisScore, InputError, RunResult, ScoredHypothesis
 
 
@@ -179,7 +179,7 @@ def test_ablation_overrides() -> None:
 
 
 def _weights_present() -> bool:
-    from tools.backends.mini import WEIGHTS_FILE, weights_dir
+    from tools.scorers.mini import WEIGHTS_FILE, weights_dir
 
     return (weights_dir() / WEIGHTS_FILE).is_file()
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from evals.bench.suites import jsonl_suite, load_suite, raddiff_data_dir, raddiffbench, read_difficulty
-from evals.cli import main
+from raddiff.cli.main import main
 from tests.fakes.openai_server import FakeOpenAIServer
 from tools.domain import InputError
 

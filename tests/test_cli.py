@@ -4,7 +4,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from evals.cli import main
+from raddiff.cli.main import main
 
 
 def _png(path, value):
@@ -13,7 +13,9 @@ def _png(path, value):
 
 
 def test_help_lists_commands():
-    out = subprocess.run([sys.executable, "-m", "evals.cli", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "raddiff.cli.main", "--help"], capture_output=True, text=True, check=True
+    )
     assert "compare" in out.stdout and "config" in out.stdout
 
 

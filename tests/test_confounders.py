@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from tools.confounders import check_confounders, field_separation
 from tools.domain import ConfounderReport, InputError, StudyMetadata
+from tools.scoring.confounders import check_confounders, field_separation
 
 
 def make_cohort(n: int = 400, seed: int = 0):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tools.datasets import (
+from tools.data.loaders import (
     load_comparison,
     load_csv,
     load_folders,

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from tests.fakes.openai_server import ErrorReply, FakeOpenAIServer, TextReply, ToolCallReply
+from tools.data.images import to_uint8
 from tools.describers import (
     DescriberError,
     DescriptionCache,
@@ -37,7 +38,6 @@ from tools.describers.chexagent import (
 )
 from tools.describers.openai_compat import OpenAICompatDescriber
 from tools.domain import InputError
-from tools.images import to_uint8
 from tools.settings import Settings
 
 
@@ -470,7 +470,7 @@ def test_tiny_random_vlm_end_to_end(tmp_path):
     torch = pytest.importorskip("torch")
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from tools.images import to_pil
+    from tools.data.images import to_pil
 
     folder = tmp_path / "tiny-llava"
     _build_tiny_llava(folder)

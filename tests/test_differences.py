@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tools.differences import (
+from tools.domain import Hypothesis, ScoredHypothesis
+from tools.ranking.differences import (
     Channels,
     conditional_group_p,
     newcombe_difference,
@@ -15,8 +16,7 @@ from tools.differences import (
     summary_sentence,
     within_group_spearman,
 )
-from tools.domain import Hypothesis, ScoredHypothesis
-from tools.scoring import auroc_statistics, benjamini_hochberg
+from tools.scoring.statistics import auroc_statistics, benjamini_hochberg
 
 N = 40  # studies per group
 
@@ -52,7 +52,7 @@ def _reports(texts_a: list[str], texts_b: list[str]) -> dict[str, list]:
 
 def _report_channels(texts_a: list[str], texts_b: list[str]) -> Channels:
     """The reports channel of a comparison: labelled mentions and open-vocabulary phrases of each report."""
-    from tools.phrases import text_phrases
+    from tools.reports.phrases import text_phrases
 
     phrases = {"A": [frozenset(text_phrases(t)) for t in texts_a], "B": [frozenset(text_phrases(t)) for t in texts_b]}
     return Channels(reports=_reports(texts_a, texts_b), phrases={"reports": phrases})

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tools.backends.base import ImageTextModel, image_cache_key
 from tools.domain import Study
-from tools.embedding_cache import EmbeddingCache, embed_images, to_float16
+from tools.embeddings.cache import EmbeddingCache, embed_images, to_float16
+from tools.scorers.base import ImageTextModel, image_cache_key
 
 DIM = 8
 

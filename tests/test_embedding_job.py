@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import requires_mini_weights
-from tools.images import content_hash
+from tools.data.images import content_hash
 
 pytest.importorskip("ray")
 pytest.importorskip("pyarrow")
@@ -68,11 +68,11 @@ def _kill_when_first_shard_is_done(cmd: list[str], store: Path, log_path: Path) 
 def test_embed_is_killed_resumed_stores_each_image_once_and_compare_reads_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from tools.backends.registry import load_scorer
-    from tools.datasets import load_folders
-    from tools.embedding_cache import EmbeddingCache, embed_images
-    from tools.embedding_job import run_embed_job, start_ray, stop_ray
-    from tools.embedding_store import EmbeddingStore
+    from tools.data.loaders import load_folders
+    from tools.embeddings.cache import EmbeddingCache, embed_images
+    from tools.embeddings.job import run_embed_job, start_ray, stop_ray
+    from tools.embeddings.store import EmbeddingStore
+    from tools.scorers.registry import load_scorer
     from tools.settings import Settings
 
     images = tmp_path / "images"
@@ -80,7 +80,17 @@ def test_embed_is_killed_resumed_stores_each_image_once_and_compare_reads_it(
     cache_dir = tmp_path / "cache"
     settings = Settings(cache_dir=cache_dir, device="cpu")
     store = EmbeddingStore.from_settings(settings)
-    cmd = [sys.executable, "-m", "evals.cli", "--cache-dir", str(cache_dir), "--device", "cpu", "embed", str(images)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "raddiff.cli.main",
+        "--cache-dir",
+        str(cache_dir),
+        "--device",
+        "cpu",
+        "embed",
+        str(images),
+    ]
     cmd += ["--shard-size", str(SHARD_SIZE), "--actors", "1", "--ray-cpus", "2", "--quiet"]
     code = _kill_when_first_shard_is_done(cmd, store.root, tmp_path / "killed.log")
     log_text = (tmp_path / "killed.log").read_text()
@@ -110,7 +120,7 @@ def test_embed_is_killed_resumed_stores_each_image_once_and_compare_reads_it(
     comparison = load_folders(images / "a", images / "b").comparison
     studies = [*comparison.set_a.studies, *comparison.set_b.studies]
     cache = EmbeddingCache.from_settings(settings)
-    with caplog.at_level(logging.INFO, logger="tools.embedding_cache"):
+    with caplog.at_level(logging.INFO, logger="tools.embeddings.cache"):
         read = embed_images(model, studies, cache)
     cache.close()
     assert read.misses == 0 and read.hits == len(paths)

@@ -13,13 +13,13 @@ import pytest
 from PIL import Image
 
 from tests.test_embedding_cache import FakeModel, write_images
-from tools.backends.base import image_cache_key
-from tools.datasets import list_images
+from tools.data.images import content_hash
+from tools.data.loaders import list_images
 from tools.domain import InputError
-from tools.embedding_cache import EmbeddingCache, embed_images, to_float16
-from tools.embedding_job import embed_shard, import_ray, plan_shards, worker_error
-from tools.embedding_store import EmbeddingStore, file_signature
-from tools.images import content_hash
+from tools.embeddings.cache import EmbeddingCache, embed_images, to_float16
+from tools.embeddings.job import embed_shard, import_ray, plan_shards, worker_error
+from tools.embeddings.store import EmbeddingStore, file_signature
+from tools.scorers.base import image_cache_key
 from tools.settings import Settings
 
 pytest.importorskip("pyarrow")
@@ -213,7 +213,7 @@ def test_file_signature_names_the_resolved_path(tmp_path: Path) -> None:
 def test_a_worker_failure_is_told_by_the_worker_s_own_error() -> None:
     text = (
         "ray::MapWorker(MapBatches(ShardEmbedder)).submit() (pid=1, ip=10.0.0.1)\n"
-        '  File "tools/embedding_job.py", line 9, in __call__\n'
+        '  File "tools/embeddings/job.py", line 9, in __call__\n'
         '    raise RuntimeError("CUDA out of memory")\n'
         "RuntimeError: CUDA out of memory\n\n"
         "The above exception was the direct cause of the following exception:\n"

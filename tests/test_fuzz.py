@@ -135,7 +135,7 @@ def _write_images(folder: Path, seed: int = 0) -> list[Path]:
 
 
 def test_generated_bad_images_load_or_fail_with_one_line(tmp_path):
-    from tools.images import MIN_IMAGE_SIDE, load_image
+    from tools.data.images import MIN_IMAGE_SIDE, load_image
 
     outcomes = {"loaded": 0, "refused": 0}
     for path in _write_images(tmp_path / "img"):
@@ -154,8 +154,8 @@ def test_generated_bad_images_load_or_fail_with_one_line(tmp_path):
 
 def test_embedding_generated_bad_images_skips_them_and_keeps_the_cache_intact(tmp_path):
     from tests.test_embedding_cache import FakeModel
-    from tools.embedding_cache import EmbeddingCache, embed_images
-    from tools.images import content_hash
+    from tools.data.images import content_hash
+    from tools.embeddings.cache import EmbeddingCache, embed_images
 
     paths = _write_images(tmp_path / "img", seed=1)
     cache_path = tmp_path / "e.sqlite3"
@@ -237,7 +237,7 @@ def _data_root(tmp_path: Path) -> Path:
 
 
 def test_generated_bad_csv_files_load_or_fail_with_one_line(tmp_path):
-    from tools.datasets import load_comparison
+    from tools.data.loaders import load_comparison
 
     root = _data_root(tmp_path)
     base = (
@@ -262,7 +262,7 @@ def test_generated_bad_csv_files_load_or_fail_with_one_line(tmp_path):
 
 
 def test_generated_bad_jsonl_lines_load_or_fail_with_one_line(tmp_path):
-    from tools.datasets import load_jsonl_pair
+    from tools.data.loaders import load_jsonl_pair
 
     root = _data_root(tmp_path)
     good = {"set1": "effusion", "set2": "normal", "set1_images": ["A/a0.png", "A/a1.png"], "set2_images": ["B/b0.png"]}
@@ -282,7 +282,7 @@ def test_generated_bad_jsonl_lines_load_or_fail_with_one_line(tmp_path):
 
 
 def test_generated_bad_sidecars_load_or_fail_with_one_line(tmp_path):
-    from tools.datasets import load_folders
+    from tools.data.loaders import load_folders
 
     root = _data_root(tmp_path)
     make = _mutations(json.dumps({"view_position": "PA", "age": 61, "sex": "F", "site": "x"}), np.random.default_rng(4))
@@ -296,8 +296,8 @@ def test_generated_bad_sidecars_load_or_fail_with_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_the_command_line_never_prints_a_traceback_on_generated_inputs(tmp_path, capsys):
-    from evals.cli import main
-    from tools.images import load_image
+    from raddiff.cli.main import main
+    from tools.data.images import load_image
 
     root = _data_root(tmp_path)
     make = _mutations("path,group_name\nA/a0.png,A\nA/a1.png,A\nB/b0.png,B\n", np.random.default_rng(5))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tools.data.grids import BACKGROUND, GAP, PANEL_GAP, TITLE_HEIGHT, build_ab_grid, build_image_grid, sample_studies
 from tools.domain import InputError, Study, StudySet
-from tools.grids import BACKGROUND, GAP, PANEL_GAP, TITLE_HEIGHT, build_ab_grid, build_image_grid, sample_studies
 
 
 def flat(value: float, shape: tuple[int, int] = (40, 40)) -> np.ndarray:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tools.data.images import content_hash, load_image, to_uint8
 from tools.domain import InputError
-from tools.images import content_hash, load_image, to_uint8
 
 
 def _write_dicom(

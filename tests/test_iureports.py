@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 
 from evals.bench.judges import StructuredJudge, TruthContext
-from tools.iu_reports import IUReport, mesh_finding, mesh_truth
+from tools.reports.iu import IUReport, mesh_finding, mesh_truth
 from tools.vocabulary import FINDINGS
 
 

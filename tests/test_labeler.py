@@ -1,4 +1,4 @@
-"""Tests of the rule-based report labeler (tools.labeler) on constructed and real IU report text."""
+"""Tests of the rule-based report labeler (tools.reports.labeler) on constructed and real IU report text."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from evals.benchmarks.bench_labeler import DEFAULT_GOLD, evaluate, load_gold
-from tools.iu_reports import IUReport, load_iu_reports
-from tools.labeler import label_report, label_sentence, split_sentences, summarize
+from evals.bench.components.bench_labeler import DEFAULT_GOLD, evaluate, load_gold
+from tools.reports.iu import IUReport, load_iu_reports
+from tools.reports.labeler import label_report, label_sentence, split_sentences, summarize
 from tools.vocabulary import FINDINGS
 
 GOLD = Path(__file__).parent / "data" / "labeler_gold.jsonl"

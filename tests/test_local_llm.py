@@ -12,9 +12,9 @@ from PIL import Image
 from agent.context import RunContext
 from agent.trace import read_trace
 from graphs.run import run_agent
-from tools import local_llm
 from tools.domain import Comparison, InputError, Study, StudySet
-from tools.local_llm import LocalModel, assemble_gguf, local_server, resolve_model
+from tools.llm import local as local_llm
+from tools.llm.local import LocalModel, assemble_gguf, local_server, resolve_model
 
 
 def _fake_parts(tmp_path, monkeypatch, chunks):

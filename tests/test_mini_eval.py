@@ -5,7 +5,7 @@ import pytest
 
 from evals.mini.card import render_card
 from evals.mini.evaluate import presence_confusions
-from tools.phrasing import Statement
+from tools.reports.phrasing import Statement
 
 AXES = {"rib_fracture": 0, "pneumothorax": 1, "pleural_effusion": 2}
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import requires_mini_weights
-from tools.backends.mini import load_mini
-from tools.phrasing import Statement
+from tools.reports.phrasing import Statement
+from tools.scorers.mini import load_mini
 
 pytestmark = [pytest.mark.slow, requires_mini_weights]
 

@@ -14,7 +14,7 @@ from evals.mini.train import (
     statement_weights,
     truth_matrix,
 )
-from tools.phrasing import Statement, statement_bank
+from tools.reports.phrasing import Statement, statement_bank
 from tools.vocabulary import PLANTABLE_FINDINGS
 
 KEYS = list(PLANTABLE_FINDINGS)
@@ -151,7 +151,7 @@ def test_a_tiny_training_run_saves_weights_that_load_with_their_statement_and_de
     import torch
 
     from evals.mini.train import TrainConfig, train_mini
-    from tools.backends.mini import load_mini, preprocess_images
+    from tools.scorers.mini import load_mini, preprocess_images
 
     config = TrainConfig(n_images=6, steps=2, batch_size=4, crop_fraction=0.5)
     config.model.update(image_size=48, widths=[4, 8, 8, 8], embed_dim=16, text_hidden=32)

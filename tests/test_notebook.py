@@ -22,7 +22,7 @@ def test_quickstart_notebook_executes(tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
-    from tools.backends.mini import WEIGHTS_FILE, weights_dir
+    from tools.scorers.mini import WEIGHTS_FILE, weights_dir
 
     if not (weights_dir() / WEIGHTS_FILE).is_file():
         pytest.skip(f"the mini weights ({WEIGHTS_FILE}) are not in tools/weights: the offline stack cannot run")

@@ -1,7 +1,7 @@
 """The pipeline on real radiographs that packages ship (pydicom-data, pneumonia-model-package), end to end.
 
 What the offline models (trained on simulated images) conclude on them is printed by
-``python -m evals.benchmarks.bench_real``; these tests check that every stage runs on real images and that a
+``python -m evals.bench.components.bench_real``; these tests check that every stage runs on real images and that a
 MONOCHROME1 DICOM is displayed the right way round, not what the models find.
 """
 
@@ -20,9 +20,9 @@ needs_pneumonia = pytest.mark.skipif(
 def test_real_monochrome1_chest_cr_reads_with_dark_lungs_and_is_described():
     import pydicom
 
-    from evals.benchmarks.bench_real import chest_dicom
+    from evals.bench.components.bench_real import chest_dicom
+    from tools.data.images import load_image
     from tools.describers.registry import get_describer
-    from tools.images import load_image
 
     path = chest_dicom()
     assert pydicom.dcmread(path, stop_before_pixels=True).PhotometricInterpretation == "MONOCHROME1"
@@ -41,9 +41,9 @@ def test_real_monochrome1_chest_cr_reads_with_dark_lungs_and_is_described():
 @pytest.mark.slow
 def test_agent_runs_end_to_end_on_real_paediatric_radiographs(tmp_path):
     from agent.context import RunContext
-    from evals.benchmarks.bench_real import pneumonia_images, write_csv
+    from evals.bench.components.bench_real import pneumonia_images, write_csv
     from graphs.run import run_agent
-    from tools.datasets import load_csv
+    from tools.data.loaders import load_csv
 
     images = pneumonia_images()
     assert len(images["normal"]) == 8 and len(images["pneumonia"]) == 8

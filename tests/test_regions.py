@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evals.benchmarks.bench_regions import Case, run_cases
+from evals.bench.components.bench_regions import Case, run_cases
+from evals.bench.components.bench_zoom import zoom_experiment
 from evals.synth import PlantedFinding, render_sample
 from tests.conftest import requires_mini_weights
 from tools.domain import InputError
-from tools.regions import crop_paths, crop_region, locate_anatomy, region_box, zoom_experiment
+from tools.regions.anatomy import locate_anatomy
+from tools.regions.boxes import region_box
+from tools.regions.crops import crop_paths, crop_region
 from tools.vocabulary import REGIONS
 
 SIZE = 256
@@ -183,7 +186,12 @@ def test_zoom_experiment_matches_sklearn_auroc() -> None:
 
 @pytest.mark.slow
 def test_zooming_into_a_small_nodule_raises_its_auroc(cache_dir: Path) -> None:
-    from evals.benchmarks.bench_zoom import LOCAL_CONTRAST_TEXT, default_cases, local_contrast_embed, render_groups
+    from evals.bench.components.bench_zoom import (
+        LOCAL_CONTRAST_TEXT,
+        default_cases,
+        local_contrast_embed,
+        render_groups,
+    )
 
     case = default_cases()[0]
     assert case.finding_a[1] == {"side": "right", "zone": "upper", "size": "small"}
@@ -197,8 +205,8 @@ def test_zooming_into_a_small_nodule_raises_its_auroc(cache_dir: Path) -> None:
 @pytest.mark.slow
 @requires_mini_weights
 def test_the_mini_model_reads_the_enteric_tube_tip_on_the_upper_abdomen_crop(cache_dir: Path) -> None:
-    from evals.benchmarks.bench_zoom import contrast_directions, default_cases, render_groups
-    from tools.backends.mini import load_mini
+    from evals.bench.components.bench_zoom import contrast_directions, default_cases, render_groups
+    from tools.scorers.mini import load_mini
 
     case = next(c for c in default_cases() if c.region == "upper_abdomen")
     images_a, images_b = render_groups(case, 16, 384, cache_dir=cache_dir)

@@ -45,8 +45,8 @@ def _report_comparison(tmp_path: Path, n: int = 5) -> Comparison:
 
 
 def test_config_file_after_the_subcommand_reaches_the_run_context(tmp_path, monkeypatch):
-    from evals import cli
     from graphs import run as run_module
+    from raddiff.cli import main as cli
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
@@ -110,8 +110,8 @@ def _png_header_only(path: Path, width: int, height: int) -> Path:
 
 @pytest.mark.parametrize(("width", "height"), [(1, 1), (2, 2), (7, 300)])
 def test_tiny_images_are_refused_not_scored(tmp_path, width, height):
-    from tools.datasets import load_folders
-    from tools.images import load_image
+    from tools.data.images import load_image
+    from tools.data.loaders import load_folders
 
     path = tmp_path / "A" / "tiny.png"
     path.parent.mkdir()
@@ -126,7 +126,7 @@ def test_tiny_images_are_refused_not_scored(tmp_path, width, height):
 
 
 def test_the_same_image_bytes_in_both_groups_under_other_names_is_refused(tmp_path):
-    from tools.datasets import load_comparison
+    from tools.data.loaders import load_comparison
 
     same = _png(tmp_path / "A" / "x.png", 7)
     _png(tmp_path / "A" / "y.png", 8)
@@ -142,7 +142,7 @@ def test_the_same_image_bytes_in_both_groups_under_other_names_is_refused(tmp_pa
 
 
 def test_12_bit_data_in_a_16_bit_png_keeps_its_contrast(tmp_path):
-    from tools.images import load_image
+    from tools.data.images import load_image
 
     pixels = np.full((64, 64), 400, dtype=np.uint16)
     pixels[40:, :] = 4095  # a bright (fluid) base on 12-bit detector data
@@ -158,7 +158,7 @@ def test_12_bit_data_in_a_16_bit_png_keeps_its_contrast(tmp_path):
 
 @pytest.mark.parametrize(("side", "message"), [(30000, "image too large"), (9000, "image too large (9000x9000")])
 def test_a_png_header_claiming_a_huge_image_is_a_one_line_error(tmp_path, side, message):
-    from tools.images import load_image
+    from tools.data.images import load_image
 
     path = _png_header_only(tmp_path / "bomb.png", side, side)
     with pytest.raises(InputError) as info:
@@ -171,7 +171,7 @@ def test_a_png_header_claiming_a_huge_image_is_a_one_line_error(tmp_path, side, 
 
 @pytest.mark.parametrize("region", ["right upper lobe", "lower_zone_right"])
 def test_a_failing_zoom_is_reported_and_the_run_still_ends_with_a_result(tmp_path, monkeypatch, region):
-    import tools.regions
+    import tools.regions.crops
     from agent.policies.rules import RulesPolicy
     from agent.schemas import Decision
     from agent.trace import read_trace
@@ -181,7 +181,7 @@ def test_a_failing_zoom_is_reported_and_the_run_still_ends_with_a_result(tmp_pat
         RulesPolicy, "reflect", lambda self, *a, **k: Decision(action="zoom", region=region, reason="look there")
     )
     if region == "lower_zone_right":  # a known region whose crops all fail: "no usable crop in one of the groups"
-        monkeypatch.setattr(tools.regions, "crop_paths", lambda paths, region, **kw: ([], []))
+        monkeypatch.setattr(tools.regions.crops, "crop_paths", lambda paths, region, **kw: ([], []))
     ctx = RunContext(run_id="z", run_dir=tmp_path / "z", scorer="reports", use_images=False, max_rounds=3)
     result = run_agent(_report_comparison(tmp_path), ctx)
     assert result.ranked and "3 zooms failed" in result.stop_reason
@@ -206,7 +206,7 @@ def test_a_failing_zoom_is_reported_and_the_run_still_ends_with_a_result(tmp_pat
     ],
 )
 def test_chat_app_refuses_sidecars_that_point_outside_its_roots_unread(tmp_path, kind, sidecar):
-    from evals.ui.app import AppConfig, load_source
+    from raddiff.chat.app import AppConfig, load_source
 
     root, outside = tmp_path / "root", tmp_path / "outside"
     outside.mkdir()
@@ -328,7 +328,7 @@ def test_embedding_rows_that_are_not_unit_vectors_are_recomputed(tmp_path):
     import sqlite3
 
     from tests.test_embedding_cache import FakeModel
-    from tools.embedding_cache import EmbeddingCache, embed_images
+    from tools.embeddings.cache import EmbeddingCache, embed_images
 
     paths = [_png(tmp_path / f"i{i}.png", i) for i in range(6)]
     cache = EmbeddingCache(tmp_path / "e.sqlite3")
@@ -436,7 +436,7 @@ def test_resuming_a_missing_run_id_leaves_nothing_behind(tmp_path):
 def test_load_time_and_run_time_skips_are_counted_once_and_shown_alike(tmp_path, capsys):
     import json as _json
 
-    from evals import cli
+    from raddiff.cli import main as cli
 
     for i in range(4):
         _png(tmp_path / "A" / f"a{i}.png", i)
@@ -472,7 +472,7 @@ INJECTIONS = [
 
 @pytest.mark.parametrize("sentence", INJECTIONS)
 def test_instruction_like_sentences_in_reports_are_not_findings(sentence):
-    from tools.labeler import label_report
+    from tools.reports.labeler import label_report
 
     labels = label_report(f"FINDINGS: Lungs are clear. {sentence} No pleural effusion.")
     positive = [m.finding for m in labels.mentions if m.status == "positive"]
@@ -503,8 +503,8 @@ def test_an_injected_report_sentence_does_not_make_a_finding_separate_the_groups
 
 @pytest.mark.slow
 def test_no_sentence_of_the_iu_reports_is_taken_for_an_instruction():
-    from tools.iu_reports import load_iu_reports
-    from tools.labeler import split_sentences
+    from tools.reports.iu import load_iu_reports
+    from tools.reports.labeler import split_sentences
     from tools.untrusted import instruction_like
 
     sentences = [s for r in load_iu_reports() for s in split_sentences(r.text)]
@@ -558,7 +558,7 @@ def test_group_names_and_study_ids_in_the_llm_prompt_and_tool_output_are_quoted(
 
 
 def test_settings_options_are_accepted_after_nested_subcommands_too():
-    from evals.cli import build_parser
+    from raddiff.cli.main import build_parser
 
     parser = build_parser()
     args = parser.parse_args(
@@ -573,7 +573,7 @@ def test_a_damaged_file_hash_memo_is_not_trusted(tmp_path):
     import sqlite3
 
     from tests.test_embedding_cache import FakeModel
-    from tools.embedding_cache import EmbeddingCache, embed_images
+    from tools.embeddings.cache import EmbeddingCache, embed_images
 
     paths = [_png(tmp_path / f"i{i}.png", i) for i in range(3)]
     first = embed_images(FakeModel(), paths, EmbeddingCache(tmp_path / "e.sqlite3")).embeddings

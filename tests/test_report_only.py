@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evals.cli import main
-from tools.datasets import load_comparison, load_csv, load_folders, load_jsonl_pair, read_pairs
+from raddiff.cli.main import main
+from tools.data.loaders import load_comparison, load_csv, load_folders, load_jsonl_pair, read_pairs
 from tools.domain import Comparison, InputError, Study, StudySet
 
 EFFUSION = "FINDINGS: Moderate right pleural effusion. Heart size normal.\nIMPRESSION: Right pleural effusion."

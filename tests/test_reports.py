@@ -1,4 +1,4 @@
-"""Tests of report reading, search, finding tables and untrusted-text quoting (tools.reports) on IU reports."""
+"""Tests of report reading, search, finding tables and untrusted-text quoting (tools.reports.search) on IU reports."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tools.domain import Comparison, InputError, Study, StudySet
-from tools.iu_reports import IUReport, load_iu_reports
-from tools.reports import (
+from tools.reports.iu import IUReport, load_iu_reports
+from tools.reports.search import (
     keyword_search,
     read_reports,
     semantic_search,

@@ -1,4 +1,4 @@
-"""Tests of the report-text scorer (tools.backends.reports_scorer) on constructed and real IU report text."""
+"""Tests of the report-text scorer (tools.scorers.reports_scorer) on constructed and real IU report text."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tools.backends.reports_scorer import ReportTextScorer
 from tools.domain import InputError, Study
-from tools.iu_reports import load_iu_reports
+from tools.reports.iu import load_iu_reports
+from tools.scorers.reports_scorer import ReportTextScorer
 
 
 def _study(study_id: str, report: str | None) -> Study:

@@ -8,15 +8,9 @@ from scipy.stats import mannwhitneyu, norm
 from sklearn.metrics import roc_auc_score
 
 from tools.domain import Hypothesis, HypothesisScore, InputError
-from tools.scoring import (
-    auroc_statistics,
-    benjamini_hochberg,
-    contrast_for,
-    contrast_prompt,
-    evidence_indices,
-    score_hypotheses,
-    score_matrix,
-)
+from tools.scoring.contrast import contrast_for, contrast_prompt
+from tools.scoring.engine import score_hypotheses, score_matrix
+from tools.scoring.statistics import auroc_statistics, benjamini_hochberg, evidence_indices
 
 
 def naive_delong(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
@@ -348,8 +342,8 @@ class LookupTextModel:
 
 
 def test_score_texts_embeds_prompts_and_contrasts(tmp_path) -> None:
-    from tools.embedding_cache import EmbeddingCache
-    from tools.scoring import score_texts
+    from tools.embeddings.cache import EmbeddingCache
+    from tools.scoring.engine import score_texts
 
     rng = np.random.default_rng(9)
     e = np.eye(4)

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evals.cli import main
 from evals.synth import PRESETS, PlantedFinding, SynthPairSpec, build_pair, build_suite, default_suite
-from tools.datasets import load_folders, load_jsonl_pair, read_pairs
+from raddiff.cli.main import main
+from tools.data.images import load_image
+from tools.data.loaders import load_folders, load_jsonl_pair, read_pairs
 from tools.domain import InputError
-from tools.images import load_image
 
 
 @pytest.fixture(scope="module")

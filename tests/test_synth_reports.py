@@ -8,7 +8,7 @@ import pytest
 from evals.synth import FINDING_SPECS, PlantedFinding, parse_report, random_findings, write_report
 from evals.synth.bench import _fill_random
 from evals.synth.reports import phrase_bank
-from tools.iu_reports import load_iu_reports
+from tools.reports.iu import load_iu_reports
 from tools.vocabulary import PLANTABLE_FINDINGS
 
 
@@ -87,7 +87,7 @@ def test_labeler_reads_only_plantable_findings_as_present_in_synthcxr_reports() 
     """The real-radiograph vocabulary must not invent findings in SynthCXR's reports: every finding the labeler
     calls positive or uncertain in a simulated report is one SynthCXR planted (so SynthDiffBench's proposals
     stay the same)."""
-    from tools.labeler import label_report
+    from tools.reports.labeler import label_report
 
     rng = np.random.default_rng(3)
     prevalence = dict.fromkeys(FINDING_SPECS, 0.25)
@@ -102,7 +102,7 @@ def test_labeler_reads_only_plantable_findings_as_present_in_synthcxr_reports() 
 def test_synthcxr_reports_yield_no_open_vocabulary_phrases() -> None:
     """SynthCXR's reports name only vocabulary findings: the open-vocabulary miner proposes nothing there (so it
     adds no hypothesis to SynthDiffBench runs)."""
-    from tools.phrases import mine_phrases
+    from tools.reports.phrases import mine_phrases
 
     rng = np.random.default_rng(4)
     sick = [write_report(random_findings(rng, dict.fromkeys(FINDING_SPECS, 0.3)), rng) for _ in range(40)]

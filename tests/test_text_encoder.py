@@ -1,4 +1,4 @@
-"""Tests of the offline MiniLM sentence encoder (tools.text_encoder)."""
+"""Tests of the offline MiniLM sentence encoder (tools.embeddings.text_encoder)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tools.domain import InputError
-from tools.text_encoder import MINILM_DIM, MiniLMEncoder, build_minilm, load_minilm, mean_pool, minilm_path
+from tools.embeddings.text_encoder import MINILM_DIM, MiniLMEncoder, build_minilm, load_minilm, mean_pool, minilm_path
 
 TEXTS = ["No pleural effusion.", "Small left pleural effusion.", "Heart size is normal.", "The lungs are clear."]
 

@@ -8,8 +8,8 @@ from PIL import Image
 
 from agent.context import RunContext
 from agent.trace import read_trace
-from evals.cli import main
-from evals.ui.app import (
+from graphs.report_html import render_html_report, typical_studies, write_html_report
+from raddiff.chat.app import (
     AppConfig,
     ChatSession,
     as_text,
@@ -20,10 +20,9 @@ from evals.ui.app import (
     reopen_thread,
     route_message,
 )
-from evals.ui.trace import build_outline, render_tree_text, trace_html
-from graphs.report_html import render_html_report, typical_studies, write_html_report
-from tools.datasets import load_folders
-from tools.differences import prevalence
+from raddiff.cli.main import main
+from raddiff.trace_viewer import build_outline, render_tree_text, trace_html
+from tools.data.loaders import load_folders
 from tools.domain import (
     Comparison,
     CovaryingSignal,
@@ -36,6 +35,7 @@ from tools.domain import (
     Study,
     StudySet,
 )
+from tools.ranking.differences import prevalence
 
 INJECTED = "<script>alert('x')</script>"
 

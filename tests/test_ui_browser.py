@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from evals.ui.screenshots import CHROMIUM_ARGS
+from raddiff.screenshots import CHROMIUM_ARGS
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -29,7 +29,7 @@ def app_url(tmp_path_factory):
     if not Path(CHROMIUM).is_file():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium) - no browser to drive")
     pytest.importorskip("playwright.sync_api", reason="playwright (Python package) is not installed")
-    from evals.ui.app import AppConfig, launch
+    from raddiff.chat.app import AppConfig, launch
 
     base = tmp_path_factory.mktemp("chat")
     config = AppConfig(

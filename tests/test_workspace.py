@@ -75,7 +75,7 @@ def test_reports_grid_confounders_and_records(workspace, tools):
 
 
 def test_crop_wording_drops_what_a_crop_cannot_show():
-    from tools.workspace import crop_wording
+    from tools.reports.phrasing import crop_wording
 
     nodule = Hypothesis(
         text="small right upper zone pulmonary nodule",

@@ -1,4 +1,7 @@
-"""Tools layer: domain model, settings, data I/O, model backends, scoring, reports, regions.
+"""Tools layer: the domain model, settings and finding vocabulary every layer imports, and the radiologist's tools.
 
-Nothing here imports ``agent``, ``graphs`` or ``evals``; nothing heavy is loaded at import time.
+Subpackages by concern: ``data`` (loaders, images), ``scorers`` (image-text backends), ``describers``,
+``embeddings``, ``reports``, ``regions``, ``stats``, ``ranking``, ``llm``; ``workspace`` (one run's tools)
+and ``agent_tools`` (the same tools as LangChain tools). Nothing here imports ``agent``, ``graphs``, ``evals`` or
+``raddiff``; nothing heavy is loaded at import time.
 """

@@ -35,8 +35,9 @@ from tools.domain import (
 from tools.settings import Settings
 
 if TYPE_CHECKING:
-    from tools.differences import Channels
-from tools.vocabulary import CROP_HIDDEN_ATTRIBUTES, describe_finding
+    from tools.ranking.differences import Channels
+from tools.ranking.ranking import family_of, rank_scored
+from tools.reports.phrasing import annotate_hypothesis, crop_wording
 
 log = logging.getLogger(__name__)
 
@@ -65,114 +66,6 @@ class _Embedded:
     study_index: list[int]  # index into comparison.all_studies() of each row
     in_group_a: np.ndarray
     matrix: dict[str, np.ndarray] = field(default_factory=dict)  # hypothesis key -> scores per row
-
-
-AUROC_TOLERANCE = 0.03
-"""Wordings of one finding whose AUROCs (on the same images) differ by less than this separate the groups
-equally well: among them the text evidence and specificity decide ..."""
-TIE_CI_FRACTION = 0.3
-"""... or by less than this fraction of the half-width of the best wording's 95% CI, when that is wider (small
-groups). Two wordings of one finding score the same images, and their scores correlate (measured on the
-default SynthDiffBench suite: median r 0.95, quartiles 0.85-0.99, over 850 pairs of wordings), so the standard
-error of their AUROC difference is about sqrt(2 (1 - r)) ~ 0.32 of either AUROC's, i.e. ~0.16 of the CI
-half-width: 0.3 of the half-width is a ~95% band for the paired difference, within which neither wording is
-shown to separate the groups better."""
-TEXT_WEIGHT = 0.05
-"""What full text backing is worth in AUROC when findings are ranked: a finding called in all of its group's
-descriptions (or reports) and none of the other group's ranks as if its AUROC were this much higher. Image-text
-scores of correlated findings move together (an effusion raises "atelectasis"); the texts say which one it is."""
-
-
-def rank_key(item: ScoredHypothesis, support: dict[str, float] | None = None) -> tuple[float, float, int, float]:
-    """Sort key of one wording: AUROC (2 decimals); then text backing weighted by specificity, i.e. how much the
-    descriptions and reports back the hypothesis times (1 + its number of attributes), so among equally separating
-    wordings the most specific one the texts still support wins; then the number of attributes; then AUROC."""
-    backing = (support or {}).get(item.hypothesis.key, 0.0)
-    n_attributes = len(item.hypothesis.attributes)
-    weighted = round(backing * (1.0 + n_attributes), 4)
-    return (round(item.directional_auroc, 2), weighted, n_attributes, item.directional_auroc)
-
-
-def _family(item: ScoredHypothesis) -> tuple[str, str]:
-    """Wordings of the same finding claimed for the same group form one family (free text: its own family)."""
-    return (item.hypothesis.finding or item.hypothesis.key, item.hypothesis.group)
-
-
-def rank_scored(pool: Sequence[ScoredHypothesis], support: dict[str, float] | None = None) -> list[ScoredHypothesis]:
-    """Best first, one entry per (hypothesis text, region): the best-scored one.
-
-    Wordings are grouped into families (one finding, one group). Within a family, the wordings whose AUROC is
-    within :data:`AUROC_TOLERANCE` (or :data:`TIE_CI_FRACTION` of the CI half-width) of the family's best are
-    equally good and ordered by :func:`rank_key` without
-    the AUROC rounding (so a specific wording the texts back is not beaten by a broader one by a few hundredths
-    of AUROC), the rest follow by :func:`rank_key`. Families are ordered by their best AUROC plus
-    :data:`TEXT_WEIGHT` times how much the texts back the finding (2 decimals), then by that backing (of the
-    finding, not of how specific a wording is: specificity only chooses among wordings). The list takes each
-    family's best wording before the second-best ones, and so on (a family's k-th wording counts like the
-    (1.5 k)-th family), so the top of the list names several findings and, for the leading ones, several
-    wordings.
-    """
-    best: dict[tuple[str, str | None], ScoredHypothesis] = {}
-    for item in pool:
-        key = (item.hypothesis.key, item.region)
-        if key not in best or item.directional_auroc > best[key].directional_auroc:
-            best[key] = item
-    families: dict[tuple[str, str], list[ScoredHypothesis]] = {}
-    for item in best.values():
-        families.setdefault(_family(item), []).append(item)
-    ordered: list[list[ScoredHypothesis]] = []
-    for members in families.values():
-        leader = max(members, key=lambda m: m.directional_auroc)
-        top = leader.directional_auroc
-        tolerance = max(AUROC_TOLERANCE, TIE_CI_FRACTION * (leader.score.ci_high - leader.score.ci_low) / 2)
-
-        def within(
-            item: ScoredHypothesis, top: float = top, tolerance: float = tolerance
-        ) -> tuple[bool, tuple[float, float, int, float]]:
-            tied = item.directional_auroc >= top - tolerance
-            key = rank_key(item, support)
-            return (tied, (1.0, *key[1:]) if tied else key)
-
-        ordered.append(sorted(members, key=within, reverse=True))
-
-    def family_key(members: list[ScoredHypothesis]) -> tuple[float, float, float]:
-        backing = max((support or {}).get(m.hypothesis.key, 0.0) for m in members)
-        best_auroc = max(m.directional_auroc for m in members)
-        return (round(best_auroc + TEXT_WEIGHT * backing, 2), backing, best_auroc)
-
-    ordered.sort(key=family_key, reverse=True)
-    slots = [(family + 1.5 * k, family, k) for family, members in enumerate(ordered) for k in range(len(members))]
-    return [ordered[family][k] for _slot, family, k in sorted(slots)]
-
-
-def crop_wording(hypothesis: Hypothesis) -> Hypothesis:
-    """The hypothesis as scored on a region crop: without the attributes a crop cannot show (side, lobe, zone,
-    rib, direction: the region already says where; size: the crop is magnified). Free text is unchanged."""
-    if hypothesis.finding is None or not set(hypothesis.attributes) & set(CROP_HIDDEN_ATTRIBUTES):
-        return hypothesis
-    kept = {k: v for k, v in hypothesis.attributes.items() if k not in CROP_HIDDEN_ATTRIBUTES}
-    text = describe_finding(hypothesis.finding, kept)
-    return hypothesis.model_copy(update={"text": text, "attributes": kept, "contrast": None})
-
-
-def annotate_hypothesis(hypothesis: Hypothesis) -> Hypothesis:
-    """Fill a hypothesis' finding key and attributes from its text when they are missing and the text names
-    exactly one finding of the vocabulary."""
-    if hypothesis.finding is not None:
-        return hypothesis
-    from tools.labeler import label_report
-
-    labels = label_report(hypothesis.text)
-    positive = [m for m in labels.mentions if m.status in ("positive", "uncertain")]
-    if not positive or len({m.finding for m in positive}) > 1:
-        return hypothesis  # no finding of the vocabulary, or several ("X with Y"): free text
-    mention = positive[0]
-    return hypothesis.model_copy(
-        update={
-            "finding": mention.finding,
-            "attributes": {**mention.attributes, **hypothesis.attributes},
-        }
-    )
 
 
 class Workspace:
@@ -243,7 +136,7 @@ class Workspace:
     def model(self) -> Any:
         """The image-text scorer (loaded on first use)."""
         if self._model is None:
-            from tools.backends.registry import load_scorer
+            from tools.scorers.registry import load_scorer
 
             self._model = load_scorer(
                 self.scorer_id,
@@ -257,7 +150,7 @@ class Workspace:
     def cache(self) -> Any:
         """The persistent embedding cache."""
         if self._cache is None:
-            from tools.embedding_cache import EmbeddingCache
+            from tools.embeddings.cache import EmbeddingCache
 
             self._cache = EmbeddingCache.from_settings(self.settings)
         return self._cache
@@ -302,7 +195,7 @@ class Workspace:
             self._describer = get_describer(self.describer_id, self.settings)
         ids, images = [], []
         for study in studies:
-            from tools.images import load_image
+            from tools.data.images import load_image
 
             try:
                 images.append((None, load_image(study.primary_image)))
@@ -321,7 +214,7 @@ class Workspace:
         self, group: GroupLabel, n: int = 8, *, seed: int | None = None, exclude: set[str] | None = None
     ) -> tuple[list[str], list[str]]:
         """Reports (FINDINGS + IMPRESSION) of sampled studies of a group that have one: (study ids, texts)."""
-        from tools.reports import split_sections
+        from tools.reports.search import split_sections
 
         started = time.perf_counter()
         studies = self._sample(group, n, self.seed if seed is None else seed, exclude or set(), True)
@@ -333,7 +226,7 @@ class Workspace:
 
     def _embed_all(self) -> _Embedded:
         if self._embedded is None:
-            from tools.embedding_cache import embed_images
+            from tools.embeddings.cache import embed_images
 
             started = time.perf_counter()
             result = embed_images(
@@ -385,7 +278,7 @@ class Workspace:
     def _score_images(
         self, hypotheses: Sequence[Hypothesis], round_: int, study_ids: Sequence[str] | None
     ) -> list[ScoredHypothesis]:
-        from tools.scoring import score_texts
+        from tools.scoring.engine import score_texts
 
         embedded = self._embed_all()
         rows = np.arange(len(embedded.study_index))
@@ -413,8 +306,9 @@ class Workspace:
         ]
 
     def _score_reports(self, hypotheses: Sequence[Hypothesis], round_: int) -> list[ScoredHypothesis]:
-        from tools.backends.reports_scorer import ReportTextScorer
-        from tools.scoring import auroc_statistics, contrast_for, evidence_indices
+        from tools.scorers.reports_scorer import ReportTextScorer
+        from tools.scoring.contrast import contrast_for
+        from tools.scoring.statistics import auroc_statistics, evidence_indices
 
         if self._model is None:
             self._model = ReportTextScorer()
@@ -485,9 +379,9 @@ class Workspace:
         started: float,
         args: dict[str, Any],
     ) -> tuple[list[ScoredHypothesis], dict[str, Any]]:
-        from tools.grids import build_ab_grid
-        from tools.regions import crop_paths
-        from tools.scoring import score_texts
+        from tools.data.grids import build_ab_grid
+        from tools.regions.crops import crop_paths
+        from tools.scoring.engine import score_texts
 
         groups: tuple[GroupLabel, GroupLabel] = ("A", "B")
         chosen = {g: self._sample(g, n_per_group, self.seed + 7919, set(), False) for g in groups}
@@ -570,7 +464,7 @@ class Workspace:
     ) -> list[ScoredHypothesis]:
         """Deduplicate and rank (``support``: text evidence per hypothesis key, the tie-breaker after AUROC);
         q-values recomputed by Benjamini-Hochberg across all of the run's tests."""
-        from tools.scoring import benjamini_hochberg
+        from tools.scoring.statistics import benjamini_hochberg
 
         ranked = rank_scored(pool, support)
         if not ranked:
@@ -584,9 +478,9 @@ class Workspace:
     def prevalence_channels(self, describe_per_group: int, *, use_reports: bool = True) -> Channels:
         """Per-study calls for prevalence: every report labelled, and the describer's calls on up to
         ``describe_per_group`` studies of each group (0: no description channel); cached descriptions are reused."""
-        from tools.differences import Channels, positive_mentions
-        from tools.phrases import text_phrases
-        from tools.reports import split_sections
+        from tools.ranking.differences import Channels, positive_mentions
+        from tools.reports.phrases import text_phrases
+        from tools.reports.search import split_sections
 
         started = time.perf_counter()
         reports: dict[GroupLabel, list[Any]] | None = None
@@ -622,8 +516,8 @@ class Workspace:
         self, ranked: Sequence[ScoredHypothesis], channels: Channels
     ) -> tuple[list[Difference], list[CovaryingSignal]]:
         """Distinct, independent differences and the co-varying signals of a ranked list
-        (:func:`tools.differences.select_differences`)."""
-        from tools.differences import select_differences
+        (:func:`tools.ranking.differences.select_differences`)."""
+        from tools.ranking.differences import select_differences
 
         started = time.perf_counter()
         whole = [s.hypothesis for s in ranked if s.region is None]
@@ -647,8 +541,8 @@ class Workspace:
 
     def confounders(self, top: Sequence[ScoredHypothesis]) -> ConfounderReport | None:
         """How well each metadata field separates the groups, how the top hypotheses' scores track the fields,
-        and which top hypotheses' scores follow a better-ranked one's (see :mod:`tools.confounders`)."""
-        from tools.confounders import check_confounders
+        and which top hypotheses' scores follow a better-ranked one's (see :mod:`tools.scoring.confounders`)."""
+        from tools.scoring.confounders import check_confounders
 
         started = time.perf_counter()
         if self.scorer_id == "reports":
@@ -664,7 +558,7 @@ class Workspace:
         if not any(m.as_flat_dict() for m in metadata) and len(scores) < 2:
             self._record("confounder_check", {}, started, "no per-study metadata and one hypothesis: nothing to check")
             return None
-        findings = {s.hypothesis.text: _family(s)[0] for s in top}
+        findings = {s.hypothesis.text: family_of(s)[0] for s in top}
         try:
             report = check_confounders(metadata, embedded.in_group_a, scores, findings=findings)
         except RadDiffError as exc:

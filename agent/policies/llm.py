@@ -28,8 +28,8 @@ from agent.schemas import Decision, Proposal, ProposedHypothesis
 from agent.state import Observation, RoundStat
 from prompts import load_prompt
 from tools.domain import GroupLabel, Hypothesis, InputError, ScoredHypothesis
-from tools.local_llm import is_local, resolve_model
-from tools.phrasing import plain_finding_phrase
+from tools.llm.local import is_local, resolve_model
+from tools.reports.phrasing import plain_finding_phrase
 from tools.settings import openai_credentials
 from tools.untrusted import UNTRUSTED_NOTICE, quote_inline, quote_untrusted, quoted_ids
 
@@ -352,8 +352,8 @@ def untested_wording(observations: Sequence[Observation], pool: Sequence[ScoredH
     """A wording not scored yet for the example tool call of the brief: the finding whose prevalence differs most
     between the texts read, with the attribute values its group's texts state (all, then one, then none)."""
     from agent.policies.rules import evidence_from_observations
+    from tools.reports.phrasing import annotate_hypothesis
     from tools.vocabulary import FINDINGS, describe_finding
-    from tools.workspace import annotate_hypothesis
 
     tested = {s.hypothesis.key for s in pool}
     rows = sorted(evidence_from_observations(observations).values(), key=lambda e: -abs(e.difference))
@@ -372,7 +372,7 @@ def untested_wording(observations: Sequence[Observation], pool: Sequence[ScoredH
 def differences_so_far(pool: Sequence[ScoredHypothesis], k: int) -> list[ScoredHypothesis]:
     """The best differences of the run so far, best first (the ranked pool; one place to change the ranking the
     LLM is shown)."""
-    from tools.workspace import rank_scored
+    from tools.ranking.ranking import rank_scored
 
     return rank_scored(pool)[:k]
 
@@ -416,9 +416,9 @@ def grid_parts(ws: Any, seed: int, rows: int = 4, cols: int = 5) -> list[dict[st
     """RadDiff's per-group image grids as chat content parts (a caption and an inline PNG per group)."""
     import numpy as np
 
+    from tools.data.grids import build_image_grid, sample_studies, study_images
+    from tools.data.images import load_image
     from tools.describers.base import png_data_url
-    from tools.grids import build_image_grid, sample_studies, study_images
-    from tools.images import load_image
 
     parts: list[dict[str, Any]] = []
     for label in ("A", "B"):
@@ -463,7 +463,7 @@ def render_evidence(
 def render_differences(scored: Sequence[ScoredHypothesis], k: int) -> str:
     """The best ``k`` scored hypotheses as short numbered lines: AUROC in the claimed direction, 95% CI, q-value
     and the most typical study of each group."""
-    from tools.workspace import rank_scored
+    from tools.ranking.ranking import rank_scored
 
     lines = []
     for i, s in enumerate(rank_scored(scored)[:k], start=1):

@@ -20,20 +20,21 @@ from typing import Any
 
 from agent.context import RunContext
 from agent.schemas import Decision, ProposedHypothesis
-from agent.state import Observation
-from tools.differences import PositiveMentions, claims_of, positive_mentions, text_hits
+from agent.state import Observation, observed_texts, text_sources
 from tools.domain import GroupLabel, Hypothesis, ScoredHypothesis
+from tools.ranking.differences import PositiveMentions
+from tools.ranking.ranking import labelled_texts, rank_scored, text_support
 from tools.vocabulary import FINDINGS, describe_finding
-from tools.workspace import rank_scored
 
 log = logging.getLogger(__name__)
 
 COMBINE_AUROC = 0.9
 """Two findings that each separate the groups at least this well (directional AUROC) ..."""
 COMBINE_SUPPORT = 0.5
-"""... and that the descriptions or reports back by at least this much (see :func:`text_support`), in the same
-group, are tested together as one hypothesis ("X with Y"): a pair of cohorts often differs in two findings
-at once (edema with effusions, low volumes with perihilar opacity), and a radiologist names both."""
+"""... and that the descriptions or reports back by at least this much (see
+:func:`tools.ranking.ranking.text_support`), in the same group, are tested together as one hypothesis
+("X with Y"): a pair of cohorts often differs in two findings at once (edema with effusions, low volumes with
+perihilar opacity), and a radiologist names both."""
 
 SHARED_DEVICE_FRACTION = 0.3
 """A tube or line that the texts call in at least this fraction of *both* groups is shared: where its tip lies
@@ -82,11 +83,7 @@ class FindingEvidence:
 
 def _labelled_texts(observations: Sequence[Observation], kind: str | None = None) -> dict[str, list[PositiveMentions]]:
     """Positive mentions of every description and report text per group (only those of ``kind`` if given)."""
-    labelled: dict[str, list[PositiveMentions]] = {"A": [], "B": []}
-    for obs in observations:
-        if obs.kind in ("description", "reports") and obs.group is not None and kind in (None, obs.kind):
-            labelled[obs.group].extend(positive_mentions(text) for text in obs.texts)
-    return labelled
+    return labelled_texts(observed_texts(observations, kind))
 
 
 def evidence_from_observations(observations: Sequence[Observation]) -> dict[str, FindingEvidence]:
@@ -108,32 +105,6 @@ def evidence_from_observations(observations: Sequence[Observation]) -> dict[str,
             for group in ("A", "B"):
                 evidence.attributes[group].pop("tip", None)
     return table
-
-
-def text_support(hypotheses: Sequence[Hypothesis], observations: Sequence[Observation]) -> dict[str, float]:
-    """How much the descriptions and reports back each hypothesis: the fraction of its group's texts that call
-    its finding positive with all its attributes (every finding it names, for free text naming several), minus
-    that fraction in the other group (-1..1; 0 if it names no finding of the vocabulary).
-
-    Descriptions and reports are separate sources, each measured on its own; a hypothesis gets the backing of
-    the source that supports it most (so a size every report states is not voted down by a describer that
-    cannot judge sizes, and a source that says nothing of a finding does not dilute another that does)."""
-    sources = [_labelled_texts(observations, kind) for kind in ("description", "reports")]
-    out: dict[str, float] = {}
-    for hyp in hypotheses:
-        claims = claims_of(hyp)
-        if not claims:
-            out[hyp.key] = 0.0
-            continue
-
-        def share(labelled: dict[str, list[PositiveMentions]], group: str, claims: PositiveMentions = claims) -> float:
-            texts = labelled[group]
-            return text_hits(texts, claims) / len(texts) if texts else 0.0
-
-        other = "B" if hyp.group == "A" else "A"
-        backing = [share(src, hyp.group) - share(src, other) for src in sources if src["A"] or src["B"]]
-        out[hyp.key] = round(max(backing), 4) if backing else 0.0
-    return out
 
 
 COMMON_ATTRIBUTE_SHARE = 0.75
@@ -316,7 +287,7 @@ def combination(
     """ "X with Y" for the two leading findings that each separate the groups (:data:`COMBINE_AUROC`) and that
     the texts back (:data:`COMBINE_SUPPORT`) in the same group, each in its best-ranked wording; else None."""
     whole_frame = [s for s in scored if s.region is None and s.hypothesis.finding is not None]
-    support = text_support([s.hypothesis for s in whole_frame], observations)
+    support = text_support([s.hypothesis for s in whole_frame], text_sources(observations))
     leaders: list[Hypothesis] = []
     seen: set[str] = set()
     for item in rank_scored(whole_frame, support):
@@ -341,13 +312,14 @@ def combination(
 
 
 PHRASES_PER_ROUND = 3
-"""Open-vocabulary phrases proposed per round, next to the vocabulary's proposals (:mod:`tools.phrases`)."""
+"""Open-vocabulary phrases proposed per round, next to the vocabulary's proposals (:mod:`tools.reports.phrases`)."""
 
 
 def phrase_hypotheses(observations: Sequence[Observation], round_: int = 0) -> list[Hypothesis]:
     """Hypotheses in the texts' own words: phrases of the descriptions and reports (negation-aware, naming no
-    vocabulary finding) whose share of texts differs between the groups (see :func:`tools.phrases.mine_phrases`)."""
-    from tools.phrases import mine_phrases
+    vocabulary finding) whose share of texts differs between the groups
+    (see :func:`tools.reports.phrases.mine_phrases`)."""
+    from tools.reports.phrases import mine_phrases
 
     texts: dict[str, list[str]] = {"A": [], "B": []}
     for obs in observations:

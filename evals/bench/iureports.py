@@ -1,7 +1,7 @@
 """IUReportsBench: real report cohorts from the Indiana University reports that ``torchxrayvision`` ships.
 
 Each pair is two groups of real reports (report-only studies, no images) whose ground truth comes from the
-reports' MeSH major tags, read by :func:`tools.iu_reports.mesh_truth` (manual indexing, not the report text):
+reports' MeSH major tags, read by :func:`tools.reports.iu.mesh_truth` (manual indexing, not the report text):
 
 * **finding vs normal** (difficulty 1): reports tagged with the finding against reports tagged only "normal";
 * **finding vs finding** (difficulty 2): reports with X and not Y against reports with Y and not X (two
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.domain import InputError
-from tools.iu_reports import IUReport, MeshTruth, load_iu_reports, mesh_truth
+from tools.reports.iu import IUReport, MeshTruth, load_iu_reports, mesh_truth
 from tools.vocabulary import FINDINGS
 
 MIN_GROUP = 50

@@ -10,7 +10,7 @@ hypothesis / 2, acc@5 = best of the top five / 2.
   a pydantic schema; a malformed answer is retried with the error shown; an answer that never validates, or
   a transport error, is recorded as an *error* of that hypothesis, never as a 0.
 * :class:`StructuredJudge` (offline, SynthDiffBench) parses a hypothesis into claims (finding, attributes,
-  group; negation and comparatives flip the group) with :func:`tools.labeler.label_report` plus a few
+  group; negation and comparatives flip the group) with :func:`tools.reports.labeler.label_report` plus a few
   judge-local paraphrase and attribute patterns, and compares them with the pair's structured truth.
 
 Structured-judge details: a truth entry present in one group only is a *presence* difference; a finding in
@@ -158,7 +158,7 @@ def _normalise(text: str, lung_opacity: bool = False) -> str:
 
 def parse_findings(text: str, lung_opacity: bool = False) -> list[tuple[str, bool, dict[str, str]]]:
     """Findings stated in ``text``: (finding key, present?, attributes), one entry per finding."""
-    from tools.labeler import label_report
+    from tools.reports.labeler import label_report
     from tools.vocabulary import FINDINGS
 
     norm = _normalise(text, lung_opacity)

@@ -444,7 +444,7 @@ def _cpus() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m evals.bench.reproduce [--quick]``."""
-    from evals.cli import main as cli_main
+    from raddiff.cli.main import main as cli_main
 
     return cli_main(["bench", "reproduce", *(argv if argv is not None else sys.argv[1:])])
 

@@ -52,7 +52,7 @@ CODE_PACKAGES = ("agent", "tools", "graphs", "evals", "prompts")
 
 def weights_fingerprint() -> dict[str, str]:
     """SHA-256 (16 hex digits) of each committed model weights file: results of other weights must not mix."""
-    from tools.backends.mini import file_sha256, weights_dir
+    from tools.scorers.mini import file_sha256, weights_dir
 
     return {p.name: file_sha256(p)[:16] for p in sorted(weights_dir().glob("*.safetensors"))}
 
@@ -240,7 +240,7 @@ class BenchRunner:
 
     def _shared_llm(self, needed: bool) -> AbstractContextManager[object]:
         """With ``--llm local``: one local LLM server for the whole benchmark (each pair's run shares it)."""
-        from tools.local_llm import is_local, local_server
+        from tools.llm.local import is_local, local_server
 
         llm = str(self.overrides.get("llm") or getattr(self.settings, "llm", "rules"))
         if not needed or not is_local(llm):

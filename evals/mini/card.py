@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.mini.evaluate import ATTRIBUTE_TARGET, DESCRIBER_F1_TARGET, NEGATION_TARGET, PRESENCE_TARGET
-from tools.backends.mini import CONFIG_FILE, DENSE_STRIDE, WEIGHTS_FILE
+from tools.scorers.mini import CONFIG_FILE, DENSE_STRIDE, WEIGHTS_FILE
 
 TARGETS = (
     f"presence >= {PRESENCE_TARGET:.2f} (moderate), attributes >= {ATTRIBUTE_TARGET:.2f}, "

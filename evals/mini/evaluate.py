@@ -27,9 +27,9 @@ from evals.mini.data import (
     random_attributes,
     random_mix,
 )
-from tools.backends.mini import CONFIG_FILE, MiniCXRClip
 from tools.describers.mini import DescriberCalibration, MiniDescriber
-from tools.phrasing import Statement
+from tools.reports.phrasing import Statement
+from tools.scorers.mini import CONFIG_FILE, MiniCXRClip
 from tools.vocabulary import PLANTABLE_FINDINGS
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ ATTRIBUTE_TASKS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     """AUROC of ``scores`` for ``positive`` (the scoring engine's rank-based AUROC; NaN without both classes)."""
-    from tools.scoring import auroc_statistics
+    from tools.scoring.statistics import auroc_statistics
 
     positive = np.asarray(positive, dtype=bool)
     if positive.all() or not positive.any():

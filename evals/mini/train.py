@@ -1,6 +1,6 @@
 """Train ``mini-cxr-clip`` on SynthCXR: sigmoid image-sentence loss over a bank of finding statements.
 
-Every image is paired with every statement of :func:`tools.phrasing.statement_bank` (present findings with
+Every image is paired with every statement of :func:`tools.reports.phrasing.statement_bank` (present findings with
 attribute subsets, and "no X" for absent ones); a statement's truth for an image comes from the planted
 findings, so wrong-side or wrong-tip sentences are explicit negatives and negations are learned. Each step
 draws one phrasing per statement, so the model sees the vocabulary's many wordings. MiniLM is frozen: its
@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from evals.mini.data import MASK_SIZE, ImagePool, Truth, build_pool, pool_mask, training_recipes
-from tools.backends.mini import (
+from tools.reports.phrasing import Statement, statement_bank
+from tools.scorers.mini import (
     CONFIG_FILE,
     DEFAULT_CONFIG,
     DENSE_STRIDE,
@@ -44,7 +45,6 @@ from tools.backends.mini import (
     build_mini_modules,
     preprocess_images,
 )
-from tools.phrasing import Statement, statement_bank
 from tools.vocabulary import PLANTABLE_FINDINGS
 
 log = logging.getLogger(__name__)
@@ -348,7 +348,7 @@ def train_mini(
     from safetensors.torch import save_file
     from tqdm import tqdm
 
-    from tools.text_encoder import load_minilm
+    from tools.embeddings.text_encoder import load_minilm
 
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)

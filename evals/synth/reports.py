@@ -84,7 +84,7 @@ def _clean(sentence: str) -> str:
 @lru_cache(maxsize=1)
 def phrase_bank() -> dict[str, tuple[tuple[str, frozenset[str]], ...]]:
     """Safe sentences mined from the IU reports, by topic, each with the findings it requires absent."""
-    from tools.iu_reports import load_iu_reports
+    from tools.reports.iu import load_iu_reports
 
     topics: dict[str, dict[str, frozenset[str]]] = {
         "negative": {},
@@ -130,7 +130,7 @@ def phrase_bank() -> dict[str, tuple[tuple[str, frozenset[str]], ...]]:
 
 @lru_cache(maxsize=1)
 def _iu_texts() -> frozenset[str]:
-    from tools.iu_reports import load_iu_reports
+    from tools.reports.iu import load_iu_reports
 
     def norm(t: str) -> str:
         return " ".join(t.lower().split())

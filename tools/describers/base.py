@@ -1,6 +1,6 @@
 """The describer interface: images in, one radiologist-style description per image out.
 
-Images are the canonical arrays of :func:`tools.images.load_image` (``float32``, 2-D, values in ``[0, 1]``).
+Images are the canonical arrays of :func:`tools.data.images.load_image` (``float32``, 2-D, values in ``[0, 1]``).
 Backends batch internally and return exactly one string per input image, in order.
 """
 
@@ -13,8 +13,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from tools.data.images import to_pil
 from tools.domain import RadDiffError
-from tools.images import to_pil
 
 DEFAULT_DESCRIBE_PROMPT = "Describe the findings of this chest X-ray as a radiologist would, in a few short sentences."
 """A reasonable default prompt; callers normally pass their own."""

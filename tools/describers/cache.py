@@ -19,10 +19,10 @@ from typing import TypeVar
 
 import numpy as np
 
+from tools.data.images import content_hash, load_image
+from tools.data.sqlite_store import is_corruption, move_aside, open_wal_store
 from tools.describers.base import Describer, DescriberError, array_hash
-from tools.images import content_hash, load_image
 from tools.settings import Settings
-from tools.sqlite_store import is_corruption, move_aside, open_wal_store
 
 T = TypeVar("T")
 
@@ -172,7 +172,7 @@ def describe_cached(
     """Describe images, calling the backend only for cache misses (each distinct miss once).
 
     Each item is ``(image_hash, image)``: ``image_hash`` is the content hash of the image (e.g.
-    :func:`tools.images.content_hash` of its file), or ``None`` to compute it from the source; ``image`` is a
+    :func:`tools.data.images.content_hash` of its file), or ``None`` to compute it from the source; ``image`` is a
     canonical array or a file path, loaded only when missed. ``cache=None`` describes everything uncached.
     """
     hashes = [key if key is not None else image_source_hash(source) for key, source in images_with_keys]

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from tools.data.images import to_pil
 from tools.describers.base import DescriberError, check_images
-from tools.images import to_pil
 from tools.settings import Settings, resolve_device
 
 logger = logging.getLogger(__name__)

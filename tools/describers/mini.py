@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tools.backends.mini import CONFIG_FILE, MiniCXRClip, load_mini, weights_dir
 from tools.domain import InputError
-from tools.phrasing import Statement
+from tools.reports.phrasing import Statement
+from tools.scorers.mini import CONFIG_FILE, MiniCXRClip, load_mini, weights_dir
 from tools.vocabulary import PLANTABLE_FINDINGS, describe_finding
 
 if TYPE_CHECKING:

@@ -1,1 +1,0 @@
-"""Exploration and inspection views: the chat app (``raddiff chat``) and run traces (``raddiff trace``)."""

@@ -1,0 +1,1 @@
+"""The ``raddiff`` command line: :mod:`raddiff.cli.main` holds the subcommand table, one module per command group."""
