@@ -7,10 +7,14 @@ so a resumed run may be given the same context again. Loop limits and budgets li
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from tools.settings import Settings
+
+if TYPE_CHECKING:
+    from agent.session import RunSession
 
 
 class RunContext(BaseModel):
@@ -72,6 +76,16 @@ class RunContext(BaseModel):
         description="Seconds the run was not running (between an interruption and its resume); the time budget "
         "does not count them. Set by the runner on resume.",
     )
+    _session: Any = PrivateAttr(default=None)  # the run's RunSession (agent.session), never serialised
+
+    @property
+    def session(self) -> RunSession | None:
+        """The run's in-memory session (trace, workspace, policy), when one is attached."""
+        return self._session
+
+    def attach_session(self, session: RunSession | None) -> None:
+        """Attach the run's session (the runner does, before the graph runs); copies of this context share it."""
+        self._session = session
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> RunContext:

@@ -50,7 +50,6 @@ class Decision(BaseModel):
     action: Action = Field(description="refine | zoom | describe_more | read_reports | stop")
     reason: str = Field(default="", max_length=800, description="Why this action.")
     region: str | None = Field(default=None, description="Region key to zoom into (action 'zoom').")
-    focus: str | None = Field(default=None, description="Finding or question to focus the next step on.")
     hypotheses: list[ProposedHypothesis] = Field(
         default_factory=list, description="Refined or new hypotheses to verify next (action 'refine')."
     )

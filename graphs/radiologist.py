@@ -15,9 +15,9 @@ survey -> hypothesize -> verify -> reflect -> (hypothesize | zoom | describe_mor
 * report: deduplicate, rank, q-values across the run; per-study calls (reports, descriptions) for prevalence;
   the distinct, independent differences and the co-varying signals set aside; confounder check; the run result.
 
-Nodes are plain functions ``(state, runtime) -> update``; the workspace (models, embeddings, tool calls)
-is found from the run context, never stored in the state, so the state checkpoints to SQLite and a run
-resumes by its run id.
+Nodes are plain functions ``(state, runtime) -> update``; the run's trace, workspace (models, embeddings, tool
+calls) and policy are its :class:`~agent.session.RunSession`, found from the run context and never stored in the
+state, so the state checkpoints to SQLite and a run resumes by its run id.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
@@ -33,15 +32,17 @@ from langgraph.runtime import Runtime
 
 from agent.context import RunContext
 from agent.convergence import budget_spent, run_seconds, stop_reason
-from agent.policies import ReflectingPolicy, get_policy
+from agent.policies import ReflectingPolicy
 from agent.policies.llm import LLMPolicy, parse_decision, response_tokens
 from agent.schemas import Decision
+from agent.session import session_of
 from agent.state import AgentLoop, Budget, InputState, Observation, RoundStat, State, text_sources
 from agent.trace import TraceWriter
 from tools.domain import GroupLabel, Hypothesis, InputError, RunResult, ScoredHypothesis
-from tools.ranking.differences import covarying_line, difference_line, summary_sentence
+from tools.ranking.differences import summary_sentence
+from tools.ranking.lines import covarying_line, difference_line, hypothesis_line
 from tools.ranking.ranking import rank_scored, text_support
-from tools.workspace import Workspace, open_workspace
+from tools.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -57,46 +58,16 @@ NODES = (
     "read_reports",
     "report",
 )
-_WORKSPACES: dict[str, Workspace] = {}
-_TRACES: dict[str, TraceWriter] = {}
 
 
 def trace_for(context: RunContext) -> TraceWriter:
-    """The run's trace writer (one per run id per process)."""
-    if context.run_id not in _TRACES:
-        _TRACES[context.run_id] = TraceWriter(Path(context.run_dir) / "trace.jsonl", context.run_id)
-    return _TRACES[context.run_id]
+    """The run's trace writer (its session's)."""
+    return session_of(context).trace
 
 
 def workspace_for(context: RunContext, state: State) -> Workspace:
-    """The run's workspace: created on first use (lazily loads models), shared by the nodes of the run."""
-    ws = _WORKSPACES.get(context.run_id)
-    if ws is None:
-        trace = trace_for(context)
-        ws = open_workspace(
-            state["comparison"],
-            settings=context.settings,
-            scorer=context.scorer,
-            describer=context.describer,
-            seed=context.seed,
-            evidence_k=context.evidence_k,
-            contrast=context.contrast_scoring,
-            on_tool_call=lambda record: trace.event("tool", **record.model_dump(mode="json")),
-        )
-        ws.skipped.extend(state.get("load_skipped") or [])  # skipped while loading: counted with the run's own
-        _WORKSPACES[context.run_id] = ws
-    return ws
-
-
-def workspace_of(run_id: str) -> Workspace | None:
-    """The open workspace of a run in this process, if any."""
-    return _WORKSPACES.get(run_id)
-
-
-def release_run(run_id: str) -> None:
-    """Forget the run's workspace and trace writer (after the run, or before resuming in a new process)."""
-    _WORKSPACES.pop(run_id, None)
-    _TRACES.pop(run_id, None)
+    """The run's workspace (its session's): opened on first use, shared by the nodes of the run."""
+    return session_of(context).workspace(state["comparison"], state.get("load_skipped") or [])
 
 
 def _node(name: str) -> Callable[[Callable[[State, Runtime[RunContext]], dict[str, Any]]], Any]:
@@ -132,7 +103,7 @@ def _summary(update: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in update.items():
         if key == "pool":
-            out[key] = [f"{s.hypothesis.text} [{s.region or 'full'}] AUROC {s.score.auroc:.3f}" for s in value]
+            out[key] = [hypothesis_line(s, ci=False, test=None) for s in value]
         elif key == "pending":
             out[key] = [h.text for h in value]
         elif key == "observations":
@@ -184,7 +155,7 @@ def hypothesize(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     round_ = state.get("round", 0)
     decision = state.get("decision")
     ws = workspace_for(context, state)
-    policy = get_policy(context)
+    policy = session_of(context).policy
     turns: list[Any] = []
     if decision is not None and decision.action == "refine" and decision.hypotheses:
         pending = [ws.annotate(h.to_hypothesis(f"refine/round{round_}")) for h in decision.hypotheses]
@@ -274,7 +245,7 @@ def reflect(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
         return {"stop_reason": reason, "decision": None}
     if not context.refine:
         return {"stop_reason": "single pass (refinement disabled)", "decision": None}
-    policy = get_policy(context)
+    policy = session_of(context).policy
     round_ = state.get("round", 0)
     if isinstance(policy, LLMPolicy):  # the decision is the agent loop's (agent <-> tools)
         brief = policy.brief(state.get("pool", []), history, state.get("observations", []), context, round_)
@@ -287,7 +258,7 @@ def reflect(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
     if not isinstance(policy, ReflectingPolicy):
         raise TypeError(f"policy {policy.name!r} neither reflects nor drives the agent loop")
     ws = workspace_for(context, state)
-    decision = policy.reflect(state.get("pool", []), state.get("observations", []), context, round_, ws)
+    decision = policy.reflect(state.get("observations", []), state.get("pool", []), context, round_, ws)
     trace.event("decision", round=round_, decision=decision)
     spent = _charge(state, [])
     if decision.action == "stop":
@@ -342,7 +313,7 @@ def agent(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
 
     context = runtime.context
     trace = trace_for(context)
-    policy = get_policy(context)
+    policy = session_of(context).policy
     if not isinstance(policy, LLMPolicy):
         raise TypeError(f"the agent node needs an LLM policy, not {policy.name!r}")
     loop = state.get("loop") or AgentLoop(round=state.get("round", 0))

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from tools.domain import Comparison, InputError, RunResult, ScoredHypothesis, Study
-from tools.ranking.differences import prevalence_text
+from tools.ranking.lines import prevalence_text
 
 log = logging.getLogger(__name__)
 

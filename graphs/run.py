@@ -20,8 +20,9 @@ from typing import Any
 
 from agent.context import RunContext
 from agent.schemas import Decision, Proposal, ProposedHypothesis
+from agent.session import RunSession
 from agent.state import AgentLoop, Budget, Observation, RoundStat
-from graphs.radiologist import build_graph, release_run, trace_for
+from graphs.radiologist import build_graph
 from tools.domain import (
     Comparison,
     ConfounderReport,
@@ -38,7 +39,7 @@ from tools.domain import (
     StudyMetadata,
     StudySet,
 )
-from tools.ranking.differences import covarying_line, difference_line, hypothesis_line, prevalence_text
+from tools.ranking.lines import covarying_line, difference_line, hypothesis_line, prevalence_text
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,23 @@ def run_agent(
         return _run_locked(comparison, context, question, resume, on_event, skipped or [])
 
 
+def reopen_finished_run(context: RunContext, reason: str) -> int:
+    """Make a run that has ended resumable for more rounds: its last checkpoint gets a 'describe more' decision
+    (as if its reflection had chosen it), so ``run_agent(None, context, resume=True)`` goes on from there with
+    a larger ``max_rounds``. A run still in progress is left as it is. Returns the rounds the run has done."""
+    run_dir = Path(context.run_dir)
+    config = {"configurable": {"thread_id": context.run_id}}
+    with checkpointer(run_dir / "checkpoints.sqlite") as saver:
+        graph = compile_graph(saver)
+        state = graph.get_state(config)
+        if not state.values:
+            raise InputError(f"run {context.run_id!r}: no checkpoint to continue")
+        if not state.next:
+            decision = Decision(action="describe_more", reason=reason)
+            graph.update_state(config, {"stop_reason": "", "decision": decision}, as_node="reflect")
+        return int(state.values.get("round", 0))
+
+
 def recursion_limit(context: RunContext) -> int:
     """Graph steps a run may take: the round loop's nodes, plus the LLM agent loop's turns and tool rounds."""
     agent_steps = 2 * (context.tool_call_budget + context.max_repairs + 2) if context.llm != "rules" else 0
@@ -179,37 +197,42 @@ def _run_locked(
             trace_path = run_dir / "trace.jsonl"
             events = read_trace(trace_path) if trace_path.is_file() else []
             context = context.model_copy(update={"paused_s": round(downtime_s(events, time.time()), 3)})
-            trace = trace_for(context)
-            trace.event("resume", next=list(snapshot.next), paused_s=context.paused_s)
             stream_input: Any = None
         else:
             if snapshot.values:
                 raise InputError(f"run {context.run_id!r} exists in {run_dir}; resume it or choose another run id")
             if comparison is None:
                 raise InputError("a new run needs a comparison")
-            trace = trace_for(context)
-            trace.event("run_start", context=context.model_dump(mode="json"), question=question)
             stream_input = {"comparison": comparison, "question": question, "load_skipped": list(skipped)}
-        if report_only:
-            trace.event("report_only", reason="no study has an image: report-text scorer, no describe or zoom")
-        started = time.perf_counter()
-        for chunk in graph.stream(stream_input, config=config, context=context, stream_mode="updates"):
-            for node, update in chunk.items():
-                if on_event is not None:
-                    on_event(node, update or {})
-        values = graph.get_state(config).values
-    trace.event("run_end", seconds=round(time.perf_counter() - started, 3))
-    rows = _score_rows_of(context.run_id, values)
-    release_run(context.run_id)
+        session = RunSession(context)
+        context.attach_session(session)
+        try:
+            trace = session.trace
+            if resume:
+                trace.event("resume", next=list(snapshot.next), paused_s=context.paused_s)
+            else:
+                trace.event("run_start", context=context.model_dump(mode="json"), question=question)
+            if report_only:
+                trace.event("report_only", reason="no study has an image: report-text scorer, no describe or zoom")
+            started = time.perf_counter()
+            for chunk in graph.stream(stream_input, config=config, context=context, stream_mode="updates"):
+                for node, update in chunk.items():
+                    if on_event is not None:
+                        on_event(node, update or {})
+            values = graph.get_state(config).values
+            trace.event("run_end", seconds=round(time.perf_counter() - started, 3))
+            rows = _score_rows_of(session, values)
+        finally:  # on every exit path (Ctrl-C and errors too): nothing of the run stays in memory
+            session.close()
+            context.attach_session(None)
     return _finish(values, run_dir, rows)
 
 
-def _score_rows_of(run_id: str, values: dict[str, Any]) -> dict[str, Any] | None:
-    from graphs.radiologist import workspace_of
+def _score_rows_of(session: RunSession, values: dict[str, Any]) -> dict[str, Any] | None:
     from graphs.report_html import score_rows
 
     result = values.get("result")
-    workspace = workspace_of(run_id)
+    workspace = session.open_workspace
     if workspace is None or not isinstance(result, RunResult):
         return None
     # the differences' wordings first: their distributions are drawn whatever their rank in the tested list

@@ -9,6 +9,7 @@ Debian's ``chromium`` and the ``playwright`` Python package (no browser download
 from __future__ import annotations
 
 import argparse
+import logging
 import socket
 import tempfile
 from pathlib import Path
@@ -28,6 +29,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
+log = logging.getLogger(__name__)
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -42,7 +45,6 @@ class _Interrupt(KeyboardInterrupt):
 def interrupted_run(config: AppConfig, run_dir: Path) -> Path:
     """Run the agent on the effusion preset, interrupt it after its first verification, then resume it."""
     from agent.context import RunContext
-    from graphs.radiologist import release_run
     from graphs.run import run_agent
     from raddiff.chat.app import load_source
 
@@ -58,7 +60,7 @@ def interrupted_run(config: AppConfig, run_dir: Path) -> Path:
     try:
         run_agent(comparison, ctx, question="look at the right base", on_event=stop_after_verify)
     except _Interrupt:
-        release_run(ctx.run_id)  # as a new process would
+        log.info("run %s interrupted after its first verification, as planned; resuming", ctx.run_id)
     run_agent(None, ctx, resume=True)
     return run_dir
 

@@ -142,28 +142,28 @@ def test_rules_policy_refines_then_zooms_then_stops():
     ctx = RunContext(hypotheses_per_round=4, top_k=2)
     policy = RulesPolicy()
     scored = [_scored("pulmonary nodule", "nodule", {}, 0.8)]
-    decision = policy.reflect(scored, [], ctx, 1)
+    decision = policy.reflect([], scored, ctx, 1)
     assert decision.action == "refine"
     assert {h.text for h in decision.hypotheses} >= {"right pulmonary nodule", "left pulmonary nodule"}
     # every attribute variant tested: a localized finding gets a zoom into its region
     full = {"side": "right", "zone": "upper", "size": "small"}
     scored = [_scored("small right upper zone pulmonary nodule", "nodule", full, 0.85)]
     tested: list[ScoredHypothesis] = []
-    decision = policy.reflect(scored, [], ctx, 1)
+    decision = policy.reflect([], scored, ctx, 1)
     for round_ in range(2, 10):  # refinement rounds until every single-attribute variant was scored
         if decision.action != "refine":
             break
         tested += [_scored(h.text, "nodule", {}, 0.6) for h in decision.hypotheses]
-        decision = policy.reflect(scored + tested, [], ctx, round_)
+        decision = policy.reflect([], scored + tested, ctx, round_)
     assert len(tested) == 8  # one attribute fewer (3), the other side (1), zones (2), sizes (2)
     assert {"right upper zone pulmonary nodule", "small upper zone pulmonary nodule"} <= {
         t.hypothesis.text for t in tested
     }
     assert decision.action == "zoom" and decision.region == "upper_zone_right"
     zoomed = [Observation(kind="zoom", round=2, data={"region": "upper_zone_right"})]
-    assert policy.reflect(scored + tested, zoomed, ctx, 3).action == "stop"
+    assert policy.reflect(zoomed, scored + tested, ctx, 3).action == "stop"
     # refinement switched off (VisDiff-style single pass): no refine, no zoom
-    assert RulesPolicy().reflect(scored, [], RunContext(refine=False), 1).action == "stop"
+    assert RulesPolicy().reflect([], scored, RunContext(refine=False), 1).action == "stop"
 
 
 def test_region_for_uses_patient_side():
@@ -359,7 +359,7 @@ def test_two_findings_that_differ_together_are_tested_as_one_hypothesis():
     assert text_support([combined], text_sources(obs))[combined.key] == pytest.approx(5 / 6, abs=1e-3)
     # the compound is free text, not one finding's wording
     assert annotate_hypothesis(combined).finding is None
-    decision = RulesPolicy().reflect([volumes, edema, unbacked], obs, RunContext(hypotheses_per_round=4), 1)
+    decision = RulesPolicy().reflect(obs, [volumes, edema, unbacked], RunContext(hypotheses_per_round=4), 1)
     assert decision.action == "refine" and decision.hypotheses[0].text == combined.text
     # one finding alone, a weak second one, or findings claimed for different groups: nothing to combine
     assert combination([volumes, unbacked], obs) is None
@@ -377,14 +377,14 @@ def test_tip_positions_are_not_proposed_for_a_device_only_one_group_has():
     cvc = [h for h in hyps if h.finding == "central_venous_catheter"]
     assert cvc and all("tip" not in h.attributes for h in cvc)
     best = _scored("central venous catheter", "central_venous_catheter", {}, 1.0)
-    decision = RulesPolicy().reflect([best], obs, RunContext(hypotheses_per_round=4), 1)
+    decision = RulesPolicy().reflect(obs, [best], RunContext(hypotheses_per_round=4), 1)
     assert all("tip" not in h.text for h in decision.hypotheses)
     # the same device in both groups: its tip positions are refined
     shared = [
         _obs("A", a),
         _obs("B", ["Central venous catheter terminates too high, in the brachiocephalic vein."] * 6),
     ]
-    decision = RulesPolicy().reflect([best], shared, RunContext(hypotheses_per_round=4), 1)
+    decision = RulesPolicy().reflect(shared, [best], RunContext(hypotheses_per_round=4), 1)
     assert "central venous catheter with the tip too high, in the brachiocephalic vein" in {
         h.text for h in decision.hypotheses
     }

@@ -7,7 +7,6 @@ import pytest
 from agent.context import RunContext
 from agent.trace import read_trace
 from graphs import radiologist
-from graphs.radiologist import release_run
 from graphs.run import load_result, run_agent
 from tests.conftest import requires_mini_weights
 
@@ -50,7 +49,7 @@ def test_resume_after_interruption_loses_and_repeats_nothing(effusion_pair, tmp_
     monkeypatch.setattr(radiologist, "stop_reason", crash_once)
     with pytest.raises(KeyboardInterrupt):
         run_agent(effusion_pair, ctx)
-    release_run(ctx.run_id)  # as a new process would: no workspace in memory
+    assert ctx.session is None  # as in a new process: no workspace in memory
     result = run_agent(None, ctx, resume=True)
     assert result.ranked[0].hypothesis.finding == "pleural_effusion"
     events = read_trace(ctx.run_dir / "trace.jsonl")

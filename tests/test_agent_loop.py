@@ -10,7 +10,7 @@ from agent.context import RunContext
 from agent.policies.llm import parse_decision, recover_tool_calls
 from agent.trace import read_trace
 from graphs import radiologist
-from graphs.radiologist import build_graph, release_run, route_after_agent
+from graphs.radiologist import build_graph, route_after_agent
 from graphs.run import checkpointer, compile_graph, run_agent
 from tests.fakes.openai_server import TextReply, ToolCallReply
 from tools.domain import Comparison, Study, StudySet
@@ -143,7 +143,7 @@ def test_agent_loop_resumes_after_an_interruption_mid_loop(openai_server, tmp_pa
     with pytest.raises(KeyboardInterrupt):
         run_agent(_comparison(tmp_path), ctx)
     assert len(openai_server.requests) == 3
-    release_run(ctx.run_id)
+    assert ctx.session is None  # closed on the way out of the interrupted run
     monkeypatch.setattr(radiologist, "tools_node", original)
     result = run_agent(None, ctx, resume=True)
     assert len(openai_server.requests) == len(_SCRIPT)  # no LLM turn was repeated

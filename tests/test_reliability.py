@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 from agent.context import RunContext
-from graphs import radiologist
 from tools.domain import Comparison, InputError, Study, StudySet
 from tools.settings import Settings
 
@@ -79,13 +78,16 @@ def test_the_run_workspace_uses_the_context_settings_not_the_environment(tmp_pat
         run_id="s1", run_dir=tmp_path / "s1", scorer="reports", use_images=False, max_rounds=1, settings=settings
     )
     seen = []
+    import tools.workspace
 
-    def on_event(node, update):  # type: ignore[no-untyped-def]
-        ws = radiologist.workspace_of("s1")
-        if ws is not None:
-            seen.append(ws.settings)
+    original = tools.workspace.Workspace.__init__
 
-    run_agent(_report_comparison(tmp_path), ctx, on_event=on_event)
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        original(self, *args, **kwargs)
+        seen.append(self.settings)
+
+    monkeypatch.setattr(tools.workspace.Workspace, "__init__", spy)
+    run_agent(_report_comparison(tmp_path), ctx)
     assert seen and all(s is settings for s in seen)
     assert all(s.batch_size == 5 and s.trust_remote_code for s in seen)
 

@@ -315,7 +315,7 @@ def test_trace_of_a_resumed_run_shows_both_parts_in_order(tmp_path, monkeypatch,
     with pytest.raises(KeyboardInterrupt):
         run_agent(comparison, ctx)
     monkeypatch.undo()
-    radiologist.release_run(ctx.run_id)  # as a new process would
+    assert ctx.session is None  # the interrupted run's session is closed: nothing of it stays in memory
     result = run_agent(None, ctx, resume=True)
     assert result.ranked and result.ranked[0].hypothesis.group == "A"
     events = [e["event"] for e in read_trace(ctx.run_dir / "trace.jsonl")]

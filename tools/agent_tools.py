@@ -14,11 +14,12 @@ from typing import Literal
 
 from langchain_core.tools import BaseTool, StructuredTool
 
+from tools.describers.base import DEFAULT_DESCRIBE_PROMPT
 from tools.domain import Hypothesis, RadDiffError, ScoredHypothesis
 from tools.reports.phrasing import plain_finding_phrase
 from tools.untrusted import UNTRUSTED_NOTICE, quote_inline, quote_untrusted, quoted_ids
 from tools.vocabulary import REGIONS
-from tools.workspace import DEFAULT_DESCRIBE_PROMPT, Workspace
+from tools.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -171,12 +172,7 @@ def make_tools(ws: Workspace, on_scored: Callable[[Sequence[ScoredHypothesis]], 
 
 def _line(s: object) -> str:
     from tools.domain import ScoredHypothesis
+    from tools.ranking.lines import hypothesis_line
 
     assert isinstance(s, ScoredHypothesis)
-    sc = s.score
-    lo, hi = s.directional_ci
-    return (
-        f"- {s.hypothesis.text} (more in {s.hypothesis.group}): AUROC {s.directional_auroc:.3f} "
-        f"[95% CI {lo:.3f}-{hi:.3f}], q={sc.q_value:.2g}; typical A: {quoted_ids(s.evidence_a)}; "
-        f"typical B: {quoted_ids(s.evidence_b)}"
-    )
+    return f"- {hypothesis_line(s)}; typical A: {quoted_ids(s.evidence_a)}; typical B: {quoted_ids(s.evidence_b)}"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools.describers.base import DEFAULT_DESCRIBE_PROMPT
 from tools.domain import (
     Comparison,
     ConfounderReport,
@@ -36,15 +37,12 @@ from tools.settings import Settings
 
 if TYPE_CHECKING:
     from tools.ranking.differences import Channels
+from tools.ranking.lines import hypothesis_line
 from tools.ranking.ranking import family_of, rank_scored
 from tools.reports.phrasing import annotate_hypothesis, crop_wording
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DESCRIBE_PROMPT = (
-    "Describe this chest radiograph as a radiologist: every abnormality with side, size and location, "
-    "every support device with its tip position, and pertinent negatives."
-)
 
 
 class ToolCallRecord(BaseModel):
@@ -264,7 +262,7 @@ class Workspace:
             turned = [out[i].hypothesis.model_copy(update={"group": "B"}) for i in flip]
             for i, rescored in zip(flip, self._score_any(turned, round_, study_ids), strict=True):
                 out[i] = rescored
-        summary = "; ".join(f"{s.hypothesis.text}: AUROC {s.directional_auroc:.3f}" for s in out[:12])
+        summary = "; ".join(hypothesis_line(s, ci=False, test=None) for s in out[:12])
         self._record("score_hypotheses", args, started, summary)
         return out
 

@@ -35,8 +35,8 @@ class ReflectingPolicy(Policy, Protocol):
 
     def reflect(
         self,
-        scored: Sequence[ScoredHypothesis],
         observations: Sequence[Observation],
+        scored: Sequence[ScoredHypothesis],
         context: RunContext,
         round_: int,
         ws: Any = None,
@@ -45,19 +45,12 @@ class ReflectingPolicy(Policy, Protocol):
         ...
 
 
-_POLICIES: dict[tuple[str, str | None], Policy] = {}
-
-
 def get_policy(context: RunContext) -> Policy:
-    """The policy named by ``context.llm`` (``rules`` or an LLM), created once per (llm, base URL)."""
-    key = (context.llm, context.llm_base_url)
-    if key not in _POLICIES:
-        if context.llm == "rules":
-            from agent.policies.rules import RulesPolicy
+    """A new policy for ``context.llm`` (``rules`` or an LLM); each run's session makes its own."""
+    if context.llm == "rules":
+        from agent.policies.rules import RulesPolicy
 
-            _POLICIES[key] = RulesPolicy()
-        else:
-            from agent.policies.llm import LLMPolicy
+        return RulesPolicy()
+    from agent.policies.llm import LLMPolicy
 
-            _POLICIES[key] = LLMPolicy(context)
-    return _POLICIES[key]
+    return LLMPolicy(context)

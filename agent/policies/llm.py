@@ -463,14 +463,11 @@ def render_evidence(
 def render_differences(scored: Sequence[ScoredHypothesis], k: int) -> str:
     """The best ``k`` scored hypotheses as short numbered lines: AUROC in the claimed direction, 95% CI, q-value
     and the most typical study of each group."""
+    from tools.ranking.lines import hypothesis_line
     from tools.ranking.ranking import rank_scored
 
-    lines = []
-    for i, s in enumerate(rank_scored(scored)[:k], start=1):
-        where = f" [zoomed {s.region}]" if s.region else ""
-        lines.append(
-            f"{i}. {s.hypothesis.text} (more in {s.hypothesis.group}){where}: AUROC {s.directional_auroc:.3f} "
-            f"[{s.directional_ci[0]:.3f}-{s.directional_ci[1]:.3f}] q={s.score.q_value:.2g}; "
-            f"typical A {quoted_ids(s.evidence_a[:1])}, typical B {quoted_ids(s.evidence_b[:1])}"
-        )
+    lines = [
+        f"{i}. {hypothesis_line(s)}; typical A {quoted_ids(s.evidence_a[:1])}, typical B {quoted_ids(s.evidence_b[:1])}"
+        for i, s in enumerate(rank_scored(scored)[:k], start=1)
+    ]
     return "\n".join(lines)

@@ -231,8 +231,8 @@ class RulesPolicy:
 
     def reflect(
         self,
-        scored: Sequence[ScoredHypothesis],
         observations: Sequence[Observation],
+        scored: Sequence[ScoredHypothesis],
         context: RunContext,
         round_: int,
         ws: Any = None,

@@ -33,7 +33,7 @@ from agent.context import RunContext
 from graphs.report_html import ScoreRows, distribution_figure, read_score_rows, score_rows, typical_studies
 from tools.data.loaders import LoadedComparison, inside_roots
 from tools.domain import Comparison, GroupLabel, Hypothesis, InputError, RunResult, ScoredHypothesis, SkippedItem
-from tools.ranking.differences import covarying_line, difference_line
+from tools.ranking.lines import covarying_line, difference_line, hypothesis_line
 from tools.settings import Settings
 from tools.vocabulary import REGIONS
 
@@ -622,18 +622,14 @@ def score_user_hypothesis(session: ChatSession, intent: Intent) -> None:
     item = scored[0]
     session.user_scored.insert(0, item)
     session.rows.update(score_rows(ws, [item]))
-    lo, hi = item.directional_ci
-    step["content"] = as_text(
-        f"{item.hypothesis.text}: more in {item.hypothesis.group}, AUROC {item.directional_auroc:.3f} "
-        f"(95% CI {lo:.3f}-{hi:.3f}, p={item.score.p_value:.2g}; a single test, no correction)"
-    )
+    lo = item.directional_ci[0]
+    step["content"] = as_text(f"{hypothesis_line(item, test='p')}; a single test, no correction")
     verdict = "supported" if lo > 0.5 else "not supported (the CI includes 0.5)"
     session.messages.append(
         {
             "role": "assistant",
-            "content": f"Your hypothesis **{as_text(item.hypothesis.text)}** is {verdict}: it is more present in "
-            f"group {item.hypothesis.group} with AUROC {item.directional_auroc:.3f} (95% CI {lo:.3f}-{hi:.3f}). "
-            "It is the first row of the table.",
+            "content": f"Your hypothesis **{as_text(item.hypothesis.text)}** is {verdict}: "
+            f"{as_text(hypothesis_line(item, test=None))}. It is the first row of the table.",
         }
     )
 
@@ -661,22 +657,11 @@ def zoom_region(session: ChatSession, intent: Intent) -> None:
 
 
 def continue_run(session: ChatSession, extra_rounds: int = 2) -> Iterator[None]:
-    """More rounds of the last run: reopen its checkpoint after the reflection with 'describe more', resume."""
-    from agent.schemas import Decision
-    from graphs.run import checkpointer, compile_graph
+    """More rounds of the last run: reopen it after its reflection with 'describe more', then resume it."""
+    from graphs.run import reopen_finished_run
 
     run_id = session.runs[-1]
-    ctx = session.context(run_id)
-    config = {"configurable": {"thread_id": run_id}}
-    with checkpointer(Path(ctx.run_dir) / "checkpoints.sqlite") as saver:
-        graph = compile_graph(saver)
-        state = graph.get_state(config)
-        if not state.values:
-            raise InputError(f"run {run_id!r}: no checkpoint to continue")
-        rounds = int(state.values.get("round", 0))
-        if not state.next:
-            decision = Decision(action="describe_more", reason="the user asked for more rounds")
-            graph.update_state(config, {"stop_reason": "", "decision": decision}, as_node="reflect")
+    rounds = reopen_finished_run(session.context(run_id), "the user asked for more rounds")
     session.messages.append(
         {"role": "assistant", "content": f"Continuing run {as_text(run_id)} for up to {extra_rounds} more rounds."}
     )
@@ -793,9 +778,7 @@ def build_app(config: AppConfig) -> Any:
             return [], None, ""
         item = items[row]
         fig = distribution_figure(item, session.rows, (session.comparison.set_a.name, session.comparison.set_b.name))
-        note = (
-            f"**{as_text(item.hypothesis.text)}** (more in {item.hypothesis.group}): AUROC {item.directional_auroc:.3f}"
-        )
+        note = f"**{as_text(hypothesis_line(item, test=None))}**"
         if fig is None:
             note += " - no per-study scores recorded for it (zoomed subset): showing its evidence studies."
         return gallery_items(session, item), fig, note

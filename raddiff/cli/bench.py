@@ -8,17 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from raddiff.cli.common import add_model_arguments, settings_from
 from tools.domain import InputError
 
 
 def _agent_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--llm", help="Agent policy: rules, local[:MODEL] (an offline LLM), openai:MODEL, or a model name."
-    )
-    parser.add_argument("--llm-base-url", help="OpenAI-compatible server for the agent's LLM.")
-    parser.add_argument("--scorer", help="Scorer: mini, chexzero:PATH, open_clip:NAME[@TAG], hf-hub:ID, reports.")
-    parser.add_argument("--describer", help="Describer: mini, chexagent:MODEL_ID, openai:MODEL.")
-    parser.add_argument("--rounds", type=int, help="Most hypothesize-verify-refine rounds per pair.")
+    add_model_arguments(parser, rounds_help="Most hypothesize-verify-refine rounds per pair.")
     parser.add_argument("--samples-per-group", type=int, help="Studies described per group in the survey.")
     parser.add_argument(
         "--ablation",
@@ -86,9 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from raddiff.cli.main import _settings_from
 
-    return _settings_from(args)
+    return settings_from(args)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:

@@ -28,13 +28,13 @@ def embed_arguments(parser: argparse.ArgumentParser) -> None:
 def _embed(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from raddiff.cli.main import _settings_from
+    from raddiff.cli.common import settings_from
     from tools.data.loaders import list_images
     from tools.domain import InputError
     from tools.embeddings.job import DEFAULT_SHARD_SIZE, ShardDone, run_embed_job, start_ray, stop_ray
     from tools.embeddings.store import EmbeddingStore
 
-    settings = _settings_from(args)
+    settings = settings_from(args)
     if settings.scorer == "reports":
         raise InputError("embed: scorer 'reports' scores report text; embed needs an image-text scorer")
     store = EmbeddingStore(args.store) if args.store else EmbeddingStore.from_settings(settings)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from raddiff.cli.common import add_model_arguments, settings_from
 from tools.domain import Comparison, GroupLabel, RadDiffError, SkippedItem
 
 if TYPE_CHECKING:
@@ -54,47 +55,11 @@ def _resolve(target: str) -> AddArguments:
     return cast(AddArguments, load_target(target, what="raddiff subcommand"))
 
 
-def _settings_from(args: argparse.Namespace) -> Settings:
-    from tools.settings import load_settings
-
-    overrides = {
-        key: getattr(args, key, None)
-        for key in (
-            "device",
-            "dtype",
-            "batch_size",
-            "scorer",
-            "describer",
-            "llm",
-            "llm_base_url",
-            "seed",
-            "cache_dir",
-            "output_dir",
-        )
-    }
-    image_root = getattr(args, "image_root", None)
-    reports_root = getattr(args, "reports_root", None)
-    settings = load_settings(
-        getattr(args, "config", None), image_root=image_root, reports_root=reports_root, **overrides
-    )
-    if not getattr(args, "verbose", False):  # --verbose wins over the configured level
-        logging.getLogger().setLevel(settings.log_level)
-    return settings
-
-
 # ---------------------------------------------------------------- compare
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--llm",
-        help="Agent policy: 'rules' (offline), 'local' / 'local:qwen2.5-coder-0.5b' (a real LLM, offline: "
-        "llama.cpp on 127.0.0.1), 'openai:MODEL', or a model name.",
-    )
-    parser.add_argument("--llm-base-url", help="OpenAI-compatible server for the LLM (vLLM, SGLang, Ollama...).")
-    parser.add_argument("--scorer", help="Scorer: mini, chexzero:PATH, open_clip:NAME[@TAG], hf-hub:ID, reports.")
-    parser.add_argument("--describer", help="Describer: mini, chexagent:MODEL_ID, openai:MODEL.")
-    parser.add_argument("--rounds", type=int, help="Most hypothesize-verify-refine rounds.")
+    add_model_arguments(parser, rounds_help="Most hypothesize-verify-refine rounds.")
     parser.add_argument("--question", default="", help="Your question or focus, e.g. 'look at the left base'.")
     parser.add_argument("--run-id", help="Name of the run (default: a timestamp).")
     parser.add_argument("--output-dir", type=Path, help="Where run folders are written.")
@@ -118,7 +83,7 @@ def compare_arguments(parser: argparse.ArgumentParser) -> None:
 def _compare(args: argparse.Namespace) -> int:
     from tools.data.loaders import load_comparison
 
-    settings = _settings_from(args)
+    settings = settings_from(args)
     if args.resume:
         return _run_agent(None, args, settings, resume=args.resume)
     if args.source_a is None:
@@ -227,7 +192,7 @@ def _demo(args: argparse.Namespace) -> int:
     from evals.synth.bench import PRESETS, build_pair
     from tools.data.loaders import load_jsonl_pair
 
-    settings = _settings_from(args)
+    settings = settings_from(args)
     if args.preset not in PRESETS:
         raise RadDiffError(f"demo: unknown preset {args.preset!r} (known: {', '.join(PRESETS)})")
     started = time.perf_counter()
@@ -255,7 +220,7 @@ def config_arguments(parser: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace) -> int:
     from tools.settings import Settings
 
-    settings = _settings_from(args)
+    settings = settings_from(args)
     for name, field in Settings.model_fields.items():
         print(f"{name} = {getattr(settings, name)!s}    # {field.description}")
     return 0

@@ -76,9 +76,9 @@ def _render(args: argparse.Namespace) -> int:
     from evals.synth.bench import _png_bytes, _write_atomic, random_findings
     from evals.synth.render import get_renderer
     from evals.synth.sheet import contact_sheet
-    from raddiff.cli.main import _settings_from
+    from raddiff.cli.common import settings_from
 
-    settings = _settings_from(args)
+    settings = settings_from(args)
     findings = [_parse_finding(t) for t in args.finding]
     if args.contact_sheet:
         contact_sheet(args.contact_sheet, size=args.size, seed=settings.seed, cache_dir=settings.cache_dir)
@@ -110,10 +110,10 @@ def _render(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from evals.synth.bench import PRESETS, build_pair, build_suite, default_suite
-    from raddiff.cli.main import _settings_from
+    from raddiff.cli.common import settings_from
     from tools.domain import InputError
 
-    settings = _settings_from(args)
+    settings = settings_from(args)
     suite = default_suite(n=args.per_group, size=args.size)
     if args.list:
         for spec in suite:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from raddiff.cli.common import add_model_arguments, settings_from
 from tools.domain import RadDiffError
 
 
@@ -21,11 +22,7 @@ def chat_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="A folder the app may read data from (repeat for several; the SynthCXR preset folder is always allowed).",
     )
-    parser.add_argument("--llm", help="Agent policy: 'rules' (offline), 'openai:MODEL', or a model name.")
-    parser.add_argument("--llm-base-url", help="OpenAI-compatible server for the LLM.")
-    parser.add_argument("--scorer", help="Scorer: mini, chexzero:PATH, open_clip:NAME[@TAG], hf-hub:ID, reports.")
-    parser.add_argument("--describer", help="Describer: mini, chexagent:MODEL_ID, openai:MODEL.")
-    parser.add_argument("--rounds", type=int, default=3, help="Most rounds of each run.")
+    add_model_arguments(parser, rounds_help="Most rounds of each run.", rounds_default=3)
     parser.add_argument("--output-dir", type=Path, help="Where conversations (run folders) are written.")
     parser.add_argument("--preset-n", type=int, help="Studies per group of SynthCXR presets (default: the preset's).")
     parser.set_defaults(run=_chat)
@@ -33,9 +30,8 @@ def chat_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _chat(args: argparse.Namespace) -> int:
     from raddiff.chat.app import AppConfig, launch
-    from raddiff.cli.main import _settings_from
 
-    settings = _settings_from(args)
+    settings = settings_from(args)
     for root in args.root:
         if not root.is_dir():
             raise RadDiffError(f"--root {root}: not a folder")
@@ -73,10 +69,9 @@ def trace_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _trace(args: argparse.Namespace) -> int:
-    from raddiff.cli.main import _settings_from
     from raddiff.trace_viewer import load_outline, resolve_run_dir, trace_html, trace_tree
 
-    settings = _settings_from(args)
+    settings = settings_from(args)
     run_dir = resolve_run_dir(args.run_ref, args.output_dir or settings.output_dir)
     parts = load_outline(run_dir)
     if args.trace_command == "show":

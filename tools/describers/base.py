@@ -16,8 +16,11 @@ import numpy as np
 from tools.data.images import to_pil
 from tools.domain import RadDiffError
 
-DEFAULT_DESCRIBE_PROMPT = "Describe the findings of this chest X-ray as a radiologist would, in a few short sentences."
-"""A reasonable default prompt; callers normally pass their own."""
+DEFAULT_DESCRIBE_PROMPT = (
+    "Describe this chest radiograph as a radiologist: every abnormality with side, size and location, "
+    "every support device with its tip position, and pertinent negatives."
+)
+"""The describe prompt of every run (and the default of the describe tool); part of the description cache key."""
 
 
 class DescriberError(RadDiffError):

@@ -47,6 +47,7 @@ from tools.domain import (
     PrevalenceChannel,
     ScoredHypothesis,
 )
+from tools.ranking.lines import hypothesis_line
 from tools.reports.labeler import label_report
 
 MAX_Q = 0.05
@@ -284,11 +285,6 @@ def _families(ranked: Sequence[ScoredHypothesis]) -> list[_Candidate]:
         candidate = order.setdefault(key, _Candidate([], []))
         (candidate.members if item.region is None else candidate.regional).append(item)
     return [c for c in order.values() if c.members]
-
-
-def _wording_note(item: ScoredHypothesis) -> str:
-    where = f" [{item.region}]" if item.region else ""
-    return f"{item.hypothesis.text} (more in {item.hypothesis.group}){where}: AUROC {item.directional_auroc:.3f}"
 
 
 def _channel_prevalences(
@@ -544,7 +540,7 @@ def _difference(
         conditional_p=conditional,
         evidence_a=list(chosen.evidence_a),
         evidence_b=list(chosen.evidence_b),
-        wordings=[_wording_note(m) for m in others],
+        wordings=[hypothesis_line(m, ci=False, test=None) for m in others],
     )
 
 
@@ -610,37 +606,3 @@ def summary_sentence(differences: Sequence[Difference], names: Mapping[GroupLabe
 
 
 # ---------------------------------------------------------------- one line each (terminal, chat, reports)
-
-
-def prevalence_text(items: Sequence[Prevalence]) -> str:
-    """'reports: pleural effusion 30/30 vs 0/30, moderate right pleural effusion 28/30 vs 0/30; scorer: ... 27/30
-    vs 2/30 (uncalibrated)': each channel's counts, the finding first, then with the wording's attributes."""
-    by_channel: dict[str, list[str]] = {}
-    for p in items:
-        text = (f"{p.claim} " if p.claim else "") + p.counts() + ("" if p.calibrated else " (uncalibrated)")
-        by_channel.setdefault(p.channel, []).append(text)
-    return "; ".join(f"{channel}: {', '.join(texts)}" for channel, texts in by_channel.items())
-
-
-def hypothesis_line(item: ScoredHypothesis) -> str:
-    """One tested hypothesis: text, group, region, AUROC with its 95% CI and q-value."""
-    low, high = item.directional_ci
-    where = f" [{item.region}]" if item.region else ""
-    return (
-        f"{item.hypothesis.text} (more in {item.hypothesis.group}){where}: AUROC {item.directional_auroc:.3f} "
-        f"(95% CI {low:.3f}-{high:.3f}, q={item.score.q_value:.2g})"
-    )
-
-
-def difference_line(item: Difference) -> str:
-    """One difference: text, group, prevalence per channel, AUROC with its 95% CI and q-value."""
-    found = prevalence_text(item.prevalence)
-    return (
-        f"{item.text} (more in {item.group})" + (f": {found}" if found else "") + f"; AUROC {item.auroc:.3f} "
-        f"(95% CI {item.ci_low:.3f}-{item.ci_high:.3f}, q={item.q_value:.2g})"
-    )
-
-
-def covarying_line(item: CovaryingSignal) -> str:
-    """One co-varying signal: text, group, AUROC and q-value, and why it is not a difference."""
-    return f"{item.text} (more in {item.group}): AUROC {item.auroc:.3f}, q={item.q_value:.2g}: {item.reason}"

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from tools.domain import InputError
+from tools.ranking.lines import hypothesis_line
 
 PNEUMONIA_DIR = ("datasets", "pneumonia-data", "val")
 CHEST_DICOM = "RG1_UNCR.dcm"
@@ -95,17 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     result = run_agent(loaded.comparison, context)
     _emit("agent's ranked differences (A = pneumonia):")
     for i, s in enumerate(result.ranked[:8], start=1):
-        _emit(
-            f"  {i}. {s.hypothesis.text} (more in {s.hypothesis.group}): AUROC {s.directional_auroc:.3f}, "
-            f"q={s.score.q_value:.2g}"
-        )
+        _emit(f"  {i}. {hypothesis_line(s)}")
     ws = Workspace(loaded.comparison)
     for text in ("consolidation", "pneumonia", "pleural effusion"):
         scored = ws.score([Hypothesis(text=text, group="A")])[0]
-        _emit(
-            f"  '{text}' more in pneumonia: AUROC {scored.directional_auroc:.3f} "
-            f"(95% CI {scored.directional_ci[0]:.3f}-{scored.directional_ci[1]:.3f})"
-        )
+        _emit(f"  {hypothesis_line(scored, test=None)}")
     path = chest_dicom()
     image = load_image(path)
     describer = get_describer("mini", Settings())
