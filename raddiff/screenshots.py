@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from raddiff.chat.app import AppConfig
+    from raddiff.chat.config import AppConfig
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -46,7 +46,7 @@ def interrupted_run(config: AppConfig, run_dir: Path) -> Path:
     """Run the agent on the effusion preset, interrupt it after its first verification, then resume it."""
     from agent.context import RunContext
     from graphs.run import run_agent
-    from raddiff.chat.app import load_source
+    from raddiff.chat.config import load_source
 
     comparison = load_source(config, "SynthCXR preset", preset="effusion")
     ctx = RunContext(
@@ -71,7 +71,8 @@ def take_screenshots(
     """Drive the app and save the three screenshots into ``out``."""
     from playwright.sync_api import expect, sync_playwright
 
-    from raddiff.chat.app import AppConfig, launch
+    from raddiff.chat.app import launch
+    from raddiff.chat.config import AppConfig
     from raddiff.trace_viewer import load_outline, trace_html
     from tools.settings import Settings
 

@@ -208,7 +208,7 @@ def test_a_failing_zoom_is_reported_and_the_run_still_ends_with_a_result(tmp_pat
     ],
 )
 def test_chat_app_refuses_sidecars_that_point_outside_its_roots_unread(tmp_path, kind, sidecar):
-    from raddiff.chat.app import AppConfig, load_source
+    from raddiff.chat.config import AppConfig, load_source
 
     root, outside = tmp_path / "root", tmp_path / "outside"
     outside.mkdir()

@@ -9,17 +9,10 @@ from PIL import Image
 from agent.context import RunContext
 from agent.trace import read_trace
 from graphs.report_html import render_html_report, typical_studies, write_html_report
-from raddiff.chat.app import (
-    AppConfig,
-    ChatSession,
-    as_text,
-    check_path,
-    handle_message,
-    load_source,
-    region_from_text,
-    reopen_thread,
-    route_message,
-)
+from raddiff.chat.config import AppConfig, as_text, check_path, load_source
+from raddiff.chat.conversation import handle_message
+from raddiff.chat.intents import region_from_text, route_message
+from raddiff.chat.threads import ChatSession, reopen_thread
 from raddiff.cli.main import main
 from raddiff.trace_viewer import build_outline, render_tree_text, trace_html
 from tools.data.loaders import load_folders

@@ -29,7 +29,8 @@ def app_url(tmp_path_factory):
     if not Path(CHROMIUM).is_file():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium) - no browser to drive")
     pytest.importorskip("playwright.sync_api", reason="playwright (Python package) is not installed")
-    from raddiff.chat.app import AppConfig, launch
+    from raddiff.chat.app import launch
+    from raddiff.chat.config import AppConfig
 
     base = tmp_path_factory.mktemp("chat")
     config = AppConfig(

@@ -29,7 +29,8 @@ def chat_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from raddiff.chat.app import AppConfig, launch
+    from raddiff.chat.app import launch
+    from raddiff.chat.config import AppConfig
 
     settings = settings_from(args)
     for root in args.root:
