@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,7 @@ from tools.domain import Comparison, SkippedItem
 
 if TYPE_CHECKING:
     from agent.policies import Policy
-    from tools.workspace import Workspace
+    from tools.workspace import ToolCallRecord, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +43,10 @@ class RunSession:
         with self._lock:
             self._check_open()
             if self._workspace is None:
-                from tools.workspace import open_workspace
-
-                context, trace = self._context, self.trace
-                self._workspace = open_workspace(
+                trace = self.trace
+                self._workspace = context_workspace(
                     comparison,
-                    settings=context.settings,
-                    scorer=context.scorer,
-                    describer=context.describer,
-                    seed=context.seed,
-                    evidence_k=context.evidence_k,
-                    contrast=context.contrast_scoring,
+                    self._context,
                     on_tool_call=lambda record: trace.event("tool", **record.model_dump(mode="json")),
                 )
                 self._workspace.skipped.extend(load_skipped)
@@ -85,6 +78,25 @@ class RunSession:
     def _check_open(self) -> None:
         if self.closed:
             raise RuntimeError(f"run {self.run_id!r}: its session is closed (the run has ended)")
+
+
+def context_workspace(
+    comparison: Comparison, context: RunContext, on_tool_call: Callable[[ToolCallRecord], None] | None = None
+) -> Workspace:
+    """A workspace on ``comparison`` with the models, seed and scoring switches of ``context`` (models load on
+    first use); ``on_tool_call`` gets each tool call's record."""
+    from tools.workspace import open_workspace
+
+    return open_workspace(
+        comparison,
+        settings=context.settings,
+        scorer=context.scorer,
+        describer=context.describer,
+        seed=context.seed,
+        evidence_k=context.evidence_k,
+        contrast=context.contrast_scoring,
+        on_tool_call=on_tool_call,
+    )
 
 
 def session_of(context: RunContext) -> RunSession:

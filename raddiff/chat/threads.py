@@ -63,18 +63,9 @@ class ChatSession:
     def workspace(self) -> Any:
         """A workspace on the comparison for the user's own tests (models load on first use)."""
         if self._workspace is None:
-            from tools.workspace import open_workspace
+            from agent.session import context_workspace
 
-            ctx = self.context(self.thread)
-            self._workspace = open_workspace(
-                self.comparison,
-                settings=ctx.settings,
-                scorer=ctx.scorer,
-                describer=ctx.describer,
-                seed=ctx.seed,
-                evidence_k=ctx.evidence_k,
-                contrast=ctx.contrast_scoring,
-            )
+            self._workspace = context_workspace(self.comparison, self.context(self.thread))
         return self._workspace
 
     def table_items(self) -> list[ScoredHypothesis]:
