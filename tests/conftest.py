@@ -33,7 +33,7 @@ requires_mini_weights = pytest.mark.skipif(not _mini_weights_present(), reason="
 def effusion_pair(tmp_path_factory):  # type: ignore[no-untyped-def]
     """The SynthCXR 'effusion' preset (moderate right effusion vs none), 24 studies per group, built once."""
     from evals.synth.bench import PRESETS, build_pair
-    from tools.data.loaders import load_jsonl_pair
+    from tools.data.jsonl_pairs import load_jsonl_pair
 
     root = tmp_path_factory.getbasetemp() / "synth-cache"
     spec = PRESETS["effusion"].model_copy(update={"n_a": 24, "n_b": 24})

@@ -13,7 +13,7 @@ from evals.bench.judges import JudgeItem, Judgement, StructuredJudge, TruthConte
 from evals.bench.metrics import comparison_markdown, load_pair_results, summarize_suite, summary_markdown
 from evals.bench.runner import BenchRunner
 from evals.bench.suites import BenchPair, jsonl_suite
-from tools.data.loaders import PairSpec
+from tools.data.jsonl_pairs import PairSpec
 from tools.domain import Hypothesis, HypothesisScore, InputError, RunResult, ScoredHypothesis
 
 

@@ -5,14 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tools.data.loaders import (
-    load_comparison,
-    load_csv,
-    load_folders,
-    load_jsonl_pair,
-    mimic_report_path,
-    read_pairs,
-)
+from tools.data.csv_input import load_csv
+from tools.data.folders import load_folders
+from tools.data.jsonl_pairs import load_jsonl_pair, read_pairs
+from tools.data.loaders import load_comparison
+from tools.data.studies import mimic_report_path
 from tools.domain import Comparison, InputError, Study, StudySet
 
 

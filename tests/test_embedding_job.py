@@ -68,7 +68,7 @@ def _kill_when_first_shard_is_done(cmd: list[str], store: Path, log_path: Path) 
 def test_embed_is_killed_resumed_stores_each_image_once_and_compare_reads_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from tools.data.loaders import load_folders
+    from tools.data.folders import load_folders
     from tools.embeddings.cache import EmbeddingCache, embed_images
     from tools.embeddings.job import run_embed_job, start_ray, stop_ray
     from tools.embeddings.store import EmbeddingStore

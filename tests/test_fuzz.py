@@ -262,7 +262,7 @@ def test_generated_bad_csv_files_load_or_fail_with_one_line(tmp_path):
 
 
 def test_generated_bad_jsonl_lines_load_or_fail_with_one_line(tmp_path):
-    from tools.data.loaders import load_jsonl_pair
+    from tools.data.jsonl_pairs import load_jsonl_pair
 
     root = _data_root(tmp_path)
     good = {"set1": "effusion", "set2": "normal", "set1_images": ["A/a0.png", "A/a1.png"], "set2_images": ["B/b0.png"]}
@@ -282,7 +282,7 @@ def test_generated_bad_jsonl_lines_load_or_fail_with_one_line(tmp_path):
 
 
 def test_generated_bad_sidecars_load_or_fail_with_one_line(tmp_path):
-    from tools.data.loaders import load_folders
+    from tools.data.folders import load_folders
 
     root = _data_root(tmp_path)
     make = _mutations(json.dumps({"view_position": "PA", "age": 61, "sex": "F", "site": "x"}), np.random.default_rng(4))

@@ -43,7 +43,7 @@ def test_negates():
 def test_report_only_run_names_an_unlisted_finding_in_the_reports_words(tmp_path):
     from agent.context import RunContext
     from graphs.run import run_agent
-    from tools.data.loaders import load_csv
+    from tools.data.csv_input import load_csv
 
     rows = ["study_id,group_name,report"]
     rows += [f'a{i},shunt,"{SHUNT}"' for i in range(8)] + [f'b{i},normal,"{NORMAL}"' for i in range(8)]

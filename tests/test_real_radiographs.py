@@ -43,7 +43,7 @@ def test_agent_runs_end_to_end_on_real_paediatric_radiographs(tmp_path):
     from agent.context import RunContext
     from evals.bench.components.bench_real import pneumonia_images, write_csv
     from graphs.run import run_agent
-    from tools.data.loaders import load_csv
+    from tools.data.csv_input import load_csv
 
     images = pneumonia_images()
     assert len(images["normal"]) == 8 and len(images["pneumonia"]) == 8

@@ -112,8 +112,8 @@ def _png_header_only(path: Path, width: int, height: int) -> Path:
 
 @pytest.mark.parametrize(("width", "height"), [(1, 1), (2, 2), (7, 300)])
 def test_tiny_images_are_refused_not_scored(tmp_path, width, height):
+    from tools.data.folders import load_folders
     from tools.data.images import load_image
-    from tools.data.loaders import load_folders
 
     path = tmp_path / "A" / "tiny.png"
     path.parent.mkdir()

@@ -8,7 +8,10 @@ import pytest
 from PIL import Image
 
 from raddiff.cli.main import main
-from tools.data.loaders import load_comparison, load_csv, load_folders, load_jsonl_pair, read_pairs
+from tools.data.csv_input import load_csv
+from tools.data.folders import load_folders
+from tools.data.jsonl_pairs import load_jsonl_pair, read_pairs
+from tools.data.loaders import load_comparison
 from tools.domain import Comparison, InputError, Study, StudySet
 
 EFFUSION = "FINDINGS: Moderate right pleural effusion. Heart size normal.\nIMPRESSION: Right pleural effusion."

@@ -10,8 +10,9 @@ import pytest
 
 from evals.synth import PRESETS, PlantedFinding, SynthPairSpec, build_pair, build_suite, default_suite
 from raddiff.cli.main import main
+from tools.data.folders import load_folders
 from tools.data.images import load_image
-from tools.data.loaders import load_folders, load_jsonl_pair, read_pairs
+from tools.data.jsonl_pairs import load_jsonl_pair, read_pairs
 from tools.domain import InputError
 
 

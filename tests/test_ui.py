@@ -15,7 +15,7 @@ from raddiff.chat.intents import region_from_text, route_message
 from raddiff.chat.threads import ChatSession, reopen_thread
 from raddiff.cli.main import main
 from raddiff.trace_viewer import build_outline, render_tree_text, trace_html
-from tools.data.loaders import load_folders
+from tools.data.folders import load_folders
 from tools.domain import (
     Comparison,
     CovaryingSignal,

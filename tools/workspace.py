@@ -44,7 +44,6 @@ from tools.reports.phrasing import annotate_hypothesis, crop_wording
 log = logging.getLogger(__name__)
 
 
-
 class ToolCallRecord(BaseModel):
     """One tool call, as written to the run trace."""
 

@@ -2,7 +2,7 @@
 
 A :class:`Suite` is a list of :class:`BenchPair` (id, ground-truth texts, difficulty, optional structured
 truth) plus where their images and reports live. :meth:`BenchPair.load` turns a pair into a validated
-comparison through :func:`tools.data.loaders.pair_to_comparison` (MIMIC-CXR layout, sidecar reports).
+comparison through :func:`tools.data.jsonl_pairs.pair_to_comparison` (MIMIC-CXR layout, sidecar reports).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tools.data.loaders import LoadedComparison, PairSpec, pair_to_comparison, read_pairs
+from tools.data.jsonl_pairs import PairSpec, pair_to_comparison, read_pairs
+from tools.data.studies import LoadedComparison
 from tools.domain import InputError
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ background findings both share (``background``: finding -> prevalence), the puri
 has A's findings; the rest look like B), set sizes and difficulty, plus ground-truth texts in RadDiffBench's
 ``set1``/``set2`` style and structured truth. :func:`build_pair` writes the PNGs, a sidecar ``.txt`` report
 next to each, and ``<out>/<name>.jsonl`` whose image paths are relative to ``<out>``, so
-``tools.data.loaders.load_jsonl_pair(path, 0)`` and ``load_folders(<out>/<name>/A, <out>/<name>/B)`` both load it.
+``tools.data.jsonl_pairs.load_jsonl_pair(path, 0)`` and ``load_folders(<out>/<name>/A, <out>/<name>/B)`` both load it.
 Outputs are cached by a key of spec + seed + size: a second call returns at once.
 """
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.data.loaders import LoadedComparison, inside_roots
+from tools.data.studies import LoadedComparison, inside_roots
 from tools.domain import Comparison, InputError
 from tools.settings import Settings
 
@@ -112,7 +112,8 @@ def load_source_with_skips(
     config: AppConfig, kind: str, first: str = "", second: str = "", preset: str = "effusion", pair_index: int = 0
 ) -> LoadedComparison:
     """:func:`load_source` with what the loader skipped (the runs list those inputs in their results)."""
-    from tools.data.loaders import load_comparison, load_jsonl_pair
+    from tools.data.jsonl_pairs import load_jsonl_pair
+    from tools.data.loaders import load_comparison
 
     roots = config.readable_roots()
     if kind == "SynthCXR preset":

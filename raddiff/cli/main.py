@@ -190,7 +190,7 @@ def _demo(args: argparse.Namespace) -> int:
     import time
 
     from evals.synth.bench import PRESETS, build_pair
-    from tools.data.loaders import load_jsonl_pair
+    from tools.data.jsonl_pairs import load_jsonl_pair
 
     settings = settings_from(args)
     if args.preset not in PRESETS:

@@ -22,7 +22,7 @@ def main() -> None:
     from agent.trace import read_trace
     from evals.synth.bench import PRESETS, build_pair
     from graphs.run import run_agent
-    from tools.data.loaders import load_jsonl_pair
+    from tools.data.jsonl_pairs import load_jsonl_pair
     from tools.settings import load_settings
 
     parser = argparse.ArgumentParser(description=__doc__)

@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the agent on the 16 paediatric radiographs and describe the DICOM chest; print what was found."""
     from agent.context import RunContext
     from graphs.run import run_agent
+    from tools.data.csv_input import load_csv
     from tools.data.images import load_image
-    from tools.data.loaders import load_csv
     from tools.describers.registry import get_describer
     from tools.domain import Hypothesis
     from tools.settings import Settings
