@@ -295,12 +295,13 @@ def _ctx(tmp_path: Path, run_id: str, **kw) -> RunContext:
 def test_trace_of_a_resumed_run_shows_both_parts_in_order(tmp_path, monkeypatch, capsys):
     import graphs.radiologist as radiologist
     from graphs.run import run_agent
+    from graphs.runtime import traced_node
 
     folder_a, folder_b = _folders(tmp_path / "data")
     comparison = load_folders(folder_a, folder_b).comparison
     ctx = _ctx(tmp_path, "interrupted")
 
-    @radiologist._node("reflect")
+    @traced_node("reflect")
     def broken_reflect(state, runtime):
         raise KeyboardInterrupt("simulated interruption")
 
