@@ -161,6 +161,11 @@ def region_for(finding: str, attrs: dict[str, str]) -> str | None:
     return FINDINGS[finding].region
 
 
+def rules_policy(context: RunContext) -> RulesPolicy:
+    """A new :class:`RulesPolicy` (the ``rules`` entry's factory; the policy needs nothing from the context)."""
+    return RulesPolicy()
+
+
 class RulesPolicy:
     """Offline policy over the finding vocabulary (the default when no LLM is configured)."""
 
