@@ -100,14 +100,20 @@ class Registry:
         return text if self.case_sensitive else text.lower()
 
     def register(self, backend: Backend) -> Backend:
-        """Add ``backend``; a name or alias that is already taken raises ``ValueError`` (a programming error)."""
-        for prefix in backend.prefixes:
+        """Add ``backend``; a name or alias that is already taken raises ``ValueError`` (a programming error).
+
+        A fallback backend's name is a label only: it selects no ids of its own (it takes the unclaimed ones).
+        """
+        if backend.name in self._backends:
+            raise ValueError(f"{self.kind} registry: {backend.name!r} is already registered")
+        prefixes = () if backend.fallback else backend.prefixes
+        for prefix in prefixes:
             if self._key(prefix) in self._prefixes:
                 raise ValueError(f"{self.kind} registry: {prefix!r} is already registered")
         if backend.fallback and any(b.fallback for b in self._backends.values()):
             raise ValueError(f"{self.kind} registry: only one fallback backend")
         self._backends[backend.name] = backend
-        for prefix in backend.prefixes:
+        for prefix in prefixes:
             self._prefixes[self._key(prefix)] = backend
         return backend
 
@@ -117,7 +123,7 @@ class Registry:
 
     def get(self, name: str) -> Backend:
         """The backend registered as ``name`` (or an alias); an unknown name raises a one-line ``InputError``."""
-        found = self._prefixes.get(self._key(name))
+        found = self._backends.get(name) or self._prefixes.get(self._key(name))
         if found is None:
             raise InputError(f"{self.kind} {name!r}: unknown backend (known: {self.known_ids()})")
         return found
@@ -173,7 +179,7 @@ class Registry:
         """Whether the backend is usable here (its check; a backend without one needs nothing)."""
         entry = self.get(backend) if isinstance(backend, str) else backend
         if entry.check is None:
-            return Availability(True, "no requirements")
+            return Availability(True, "nothing needed")
         return entry.check(argument)
 
     def listing(self) -> list[dict[str, Any]]:
@@ -243,10 +249,11 @@ def needs_modules(*names: str, install: str = "") -> Availability | None:
     return None
 
 
-def openai_endpoint(base_url: str | None = None, *, module: str = "") -> Availability:
+def openai_endpoint(base_url: str | None = None, *, module: str = "", flag: str = "--llm-base-url") -> Availability:
     """Whether an OpenAI-compatible endpoint is configured: ``base_url`` (else ``OPENAI_BASE_URL``) or
     ``OPENAI_API_KEY``; a base URL on this machine is probed (a short TCP connect), any other is not.
-    ``module``: a client package that must be importable too (e.g. ``langchain_openai``)."""
+    ``module``: a client package that must be importable too (e.g. ``langchain_openai``); ``flag``: the
+    command-line flag that gives the base URL, for the message."""
     if module:
         missing = needs_modules(module)
         if missing:
@@ -257,8 +264,8 @@ def openai_endpoint(base_url: str | None = None, *, module: str = "") -> Availab
         answering = loopback_reachable(base)
         if answering is False:
             return Availability(False, f"nothing listens at {base}")
-        state = "answers" if answering else "(remote, not probed)"
+        state = "answers" if answering else "(remote: not probed)"
         return Availability(True, f"server at {base} {state}" + ("; OPENAI_API_KEY set" if key else ""))
     if key:
         return Availability(True, "OPENAI_API_KEY set (OpenAI)")
-    return Availability(False, "OPENAI_API_KEY not set (or give a base URL: OPENAI_BASE_URL / --llm-base-url)")
+    return Availability(False, f"OPENAI_API_KEY not set, and no base URL (OPENAI_BASE_URL or {flag})")

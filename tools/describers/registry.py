@@ -32,8 +32,7 @@ TRANSFORMERS_FACTORY = "tools.describers.chexagent:load_transformers_describer"
 def _check_mini(argument: str) -> Availability:
     from tools.scorers.registry import SCORERS
 
-    usable, reason = SCORERS.availability("mini")
-    return Availability(usable, reason + (" (the mini CXR-CLIP's statement head)" if usable else ""))
+    return SCORERS.availability("mini")  # the describer is the mini CXR-CLIP's statement head: same weights
 
 
 def _check_transformers(argument: str) -> Availability:
@@ -43,7 +42,7 @@ def _check_transformers(argument: str) -> Availability:
     device = "CUDA present" if cuda_present() else "needs a CUDA device or runs slowly on CPU"
     if not argument:
         return Availability(
-            False, f"transformers installed; {device}; needs model weights at a local path (none given; no network)"
+            False, f"transformers installed; {device}; needs model weights at a local path (none given, no network)"
         )
     path = Path(argument).expanduser()
     if argument.startswith(("/", ".", "~")) and not path.is_dir():

@@ -41,7 +41,7 @@ def mini_weights_path() -> Path:
 
 
 def _device_note() -> str:
-    return "CUDA present" if cuda_present() else "no CUDA device: runs on CPU"
+    return "CUDA present" if cuda_present() else "no CUDA device, runs on CPU"
 
 
 def _check_mini(argument: str) -> Availability:
@@ -50,7 +50,7 @@ def _check_mini(argument: str) -> Availability:
         return missing
     path = mini_weights_path()
     if not path.is_file():
-        return Availability(False, f"weights file missing (tools/{MINI_WEIGHTS}); reinstall the package")
+        return Availability(False, f"weights file tools/{MINI_WEIGHTS} missing; reinstall the package")
     return Availability(True, f"weights tools/{MINI_WEIGHTS}")
 
 
@@ -82,8 +82,8 @@ def _check_open_clip(argument: str) -> Availability:
         return Availability(False, f"weights file not found: {pretrained}")
     return Availability(
         True,
-        f"open_clip installed; a pretrained tag downloads its weights unless cached (a weights file or @random "
-        f"works offline); {_device_note()}",
+        f"open_clip installed; a pretrained tag downloads its weights unless cached, a weights file or @random "
+        f"works offline; {_device_note()}",
     )
 
 
@@ -97,7 +97,7 @@ def _check_hf_hub(argument: str) -> Availability:
 
 
 def _check_reports(argument: str) -> Availability:
-    return Availability(True, "scores report text (no image model); needs studies with reports")
+    return Availability(True, "scores report text, no image model; needs studies with reports")
 
 
 SCORERS = Registry("scorer")
