@@ -236,7 +236,7 @@ def loopback_reachable(url: str, timeout_s: float = 0.2) -> bool | None:
     try:
         with socket.create_connection((host, port), timeout=timeout_s):
             return True
-    except OSError:
+    except OSError:  # refused or timed out: that is the answer, nothing listens there
         return False
 
 
