@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from tools.scorers.registry import scorer_scores_reports
 from tools.settings import Settings
 
 if TYPE_CHECKING:
@@ -111,4 +112,4 @@ class RunContext(BaseModel):
     @property
     def scores_reports(self) -> bool:
         """True when hypotheses are scored on report text (report-only mode or the reports_only ablation)."""
-        return self.scorer == "reports" and not self.use_images
+        return scorer_scores_reports(self.scorer) and not self.use_images

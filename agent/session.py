@@ -63,9 +63,9 @@ class RunSession:
         with self._lock:
             self._check_open()
             if self._policy is None:
-                from agent.policies import get_policy
+                from agent.policies import make_policy
 
-                self._policy = get_policy(self._context)
+                self._policy = make_policy(self._context)
             return self._policy
 
     def close(self) -> None:

@@ -130,6 +130,13 @@ class Workspace:
                 log.warning("skipped %s", item.reason)
 
     @property
+    def scores_reports(self) -> bool:
+        """True when the scorer scores report text, not images (its registry entry says so: ``reports``)."""
+        from tools.scorers.registry import scorer_scores_reports
+
+        return scorer_scores_reports(self.scorer_id)
+
+    @property
     def model(self) -> Any:
         """The image-text scorer (loaded on first use)."""
         if self._model is None:
@@ -268,7 +275,7 @@ class Workspace:
     def _score_any(
         self, hypotheses: Sequence[Hypothesis], round_: int, study_ids: Sequence[str] | None
     ) -> list[ScoredHypothesis]:
-        if self.scorer_id == "reports":
+        if self.scores_reports:
             return self._score_reports(hypotheses, round_)
         return self._score_images(hypotheses, round_, study_ids)
 
@@ -407,7 +414,7 @@ class Workspace:
             grid.save(path)
             data["grid"] = str(path)
         out: list[ScoredHypothesis] = []
-        if hypotheses and self.scorer_id != "reports":
+        if hypotheses and not self.scores_reports:
             embeddings = self.model.encode_images(crops["A"] + crops["B"])
             result = score_texts(
                 self.model,
@@ -444,7 +451,7 @@ class Workspace:
         return {h.key: rows[h.key] for h in hypotheses if h.key in rows}
 
     def _rows(self) -> dict[str, dict[str, Any]]:
-        if self.scorer_id == "reports":
+        if self.scores_reports:
             return self._report_rows
         if self._embedded is None:
             return {}
@@ -542,7 +549,7 @@ class Workspace:
         from tools.scoring.confounders import check_confounders
 
         started = time.perf_counter()
-        if self.scorer_id == "reports":
+        if self.scores_reports:
             return None
         embedded = self._embed_all()  # a resumed run's fresh workspace: embeddings come from the cache
         missing = [s.hypothesis for s in top if s.hypothesis.key not in embedded.matrix and s.region is None]

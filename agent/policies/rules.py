@@ -24,6 +24,7 @@ from agent.state import Observation, observed_texts, text_sources
 from tools.domain import GroupLabel, Hypothesis, ScoredHypothesis
 from tools.ranking.differences import PositiveMentions
 from tools.ranking.ranking import labelled_texts, rank_scored, text_support
+from tools.scorers.registry import scorer_scores_reports
 from tools.vocabulary import FINDINGS, describe_finding
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,11 @@ def region_for(finding: str, attrs: dict[str, str]) -> str | None:
     return FINDINGS[finding].region
 
 
+def rules_policy(context: RunContext) -> RulesPolicy:
+    """A new :class:`RulesPolicy` (the ``rules`` entry's factory; the policy needs nothing from the context)."""
+    return RulesPolicy()
+
+
 class RulesPolicy:
     """Offline policy over the finding vocabulary (the default when no LLM is configured)."""
 
@@ -220,7 +226,7 @@ class RulesPolicy:
         # offline models can see) and every other finding of the vocabulary that some text calls present; a
         # report-text scorer sees only what the reports say, so there it screens the mentioned findings alone
         mentioned = {k for k, e in table.items() if e.positive["A"] or e.positive["B"]}
-        image_scorer = context.scorer != "reports"
+        image_scorer = not scorer_scores_reports(context.scorer)
         for key in (k for k, f in FINDINGS.items() if (f.plantable and image_scorer) or k in mentioned):
             hyp = _hypothesis(
                 key, {}, "A", "vocabulary screen: direction set by the data", f"rules/round{round_}/screen"

@@ -29,11 +29,12 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools.domain import GroupLabel, InputError, RadDiffError
+from tools.plugins import Availability, Backend, Registry, openai_endpoint
 from tools.vocabulary import LOCATION_ATTRIBUTES
 
 log = logging.getLogger(__name__)
@@ -531,10 +532,57 @@ class LLMJudge:
         return self.judge(items, truth)
 
 
+def _check_structured(argument: str) -> Availability:
+    return Availability(True, "offline; needs pairs with structured truth, e.g. SynthDiffBench")
+
+
+def _check_llm(argument: str) -> Availability:
+    return openai_endpoint(module="langchain_openai", flag="--judge-base-url")
+
+
+JUDGES = Registry("judge")
+"""Every judge (``raddiff bench --judge``)."""
+
+JUDGES.register(
+    Backend(
+        name="structured",
+        syntax="structured",
+        description="The offline judge: parses hypotheses into claims and compares them with structured truth.",
+        factory="evals.bench.judges:StructuredJudge",
+        check=_check_structured,
+    )
+)
+JUDGES.register(
+    Backend(
+        name="openai",
+        syntax="openai:MODEL",
+        description="The RadDiff LLM judge on an OpenAI model (or the server of --judge-base-url).",
+        factory="evals.bench.judges:LLMJudge",
+        argument="required",
+        check=_check_llm,
+        install="pip install langchain-openai",
+    )
+)
+JUDGES.register(
+    Backend(
+        name="model",
+        syntax="MODEL",
+        description="The RadDiff LLM judge on a model name served by an OpenAI-compatible server (--judge-base-url).",
+        factory="evals.bench.judges:LLMJudge",
+        fallback=True,
+        check=_check_llm,
+        install="pip install langchain-openai",
+    )
+)
+
+
 def make_judge(spec: str, *, base_url: str | None = None, max_retries: int = 2) -> Judge:
-    """'structured' (offline) or an LLM judge: 'openai:MODEL' or a model name (with ``base_url``)."""
-    if spec == "structured":
-        return StructuredJudge()
+    """'structured' (offline) or an LLM judge: 'openai:MODEL' or a model name (with ``base_url``); see
+    :data:`JUDGES`."""
     if not spec.strip():
         raise InputError("judge: empty name (use 'structured' or 'openai:MODEL')")
-    return LLMJudge(spec, base_url=base_url, max_retries=max_retries)
+    entry, _ = JUDGES.parse(spec)
+    factory = JUDGES.load(entry)
+    if entry.name == "structured":
+        return cast(Judge, factory())
+    return cast(Judge, factory(spec, base_url=base_url, max_retries=max_retries))

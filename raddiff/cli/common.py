@@ -24,8 +24,10 @@ def add_model_arguments(
     """``--llm``, ``--llm-base-url``, ``--scorer``, ``--describer`` and ``--rounds``: what runs the agent."""
     parser.add_argument("--llm", help=LLM_HELP)
     parser.add_argument("--llm-base-url", help="OpenAI-compatible server for the LLM (vLLM, SGLang, Ollama...).")
-    parser.add_argument("--scorer", help="Scorer: mini, chexzero:PATH, open_clip:NAME[@TAG], hf-hub:ID, reports.")
-    parser.add_argument("--describer", help="Describer: mini, chexagent:MODEL_ID, openai:MODEL.")
+    parser.add_argument(
+        "--scorer", help="Scorer: mini, chexzero:PATH, open_clip:NAME[@TAG], hf-hub:ID, reports (raddiff backends)."
+    )
+    parser.add_argument("--describer", help="Describer: mini, chexagent:MODEL_ID, openai:MODEL (raddiff backends).")
     parser.add_argument("--rounds", type=int, default=rounds_default, help=rounds_help)
 
 

@@ -33,9 +33,10 @@ def _embed(args: argparse.Namespace) -> int:
     from tools.domain import InputError
     from tools.embeddings.job import DEFAULT_SHARD_SIZE, ShardDone, run_embed_job, start_ray, stop_ray
     from tools.embeddings.store import EmbeddingStore
+    from tools.scorers.registry import scorer_scores_reports
 
     settings = settings_from(args)
-    if settings.scorer == "reports":
+    if scorer_scores_reports(settings.scorer):
         raise InputError("embed: scorer 'reports' scores report text; embed needs an image-text scorer")
     store = EmbeddingStore(args.store) if args.store else EmbeddingStore.from_settings(settings)
     paths: list[Path] = []

@@ -46,6 +46,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Embed every image of folders, CSVs or JSONL files once (Ray Data) into the embedding store.",
         "raddiff.cli.embed:embed_arguments",
     ),
+    "backends": (
+        "List every scorer, describer, policy and judge, its id syntax, and whether it is usable here.",
+        "raddiff.cli.backends:backends_arguments",
+    ),
 }
 
 

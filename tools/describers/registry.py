@@ -1,6 +1,7 @@
-"""Describer ids as data, and a per-process registry of loaded describers (each model loads once).
+"""Describer ids as data (the :data:`DESCRIBERS` registry), and a per-process registry of loaded describers
+(each model loads once).
 
-Ids (``Settings.describer``):
+Ids (``Settings.describer``; ``raddiff backends`` lists them and says which work here):
 
 * ``mini`` - the offline describer, loaded from ``tools.describers.mini:load_mini_describer(settings)``.
 * ``chexagent:MODEL_ID`` - CheXagent (or another transformers VLM) from a hub id or a local folder,
@@ -15,21 +16,91 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, cast
 
 from tools.describers.base import Describer, DescriberError
 from tools.domain import InputError
+from tools.plugins import Availability, Backend, Registry, cuda_present, needs_modules, openai_endpoint
 from tools.settings import Settings, openai_credentials, resolve_device
 
 BackendName = Literal["mini", "chexagent", "transformers", "openai"]
 MINI_FACTORY = "tools.describers.mini:load_mini_describer"
-_PREFIXES: dict[str, BackendName] = {
-    "chexagent": "chexagent",
-    "transformers": "transformers",
-    "hf": "transformers",
-    "openai": "openai",
-}
-KNOWN_IDS = "'mini', 'chexagent:MODEL_ID', 'transformers:MODEL_ID', 'openai:MODEL'"
+TRANSFORMERS_FACTORY = "tools.describers.chexagent:load_transformers_describer"
+
+
+def _check_mini(argument: str) -> Availability:
+    from tools.scorers.registry import SCORERS
+
+    return SCORERS.availability("mini")  # the describer is the mini CXR-CLIP's statement head: same weights
+
+
+def _check_transformers(argument: str) -> Availability:
+    missing = needs_modules("transformers", "torch", install="pip install transformers")
+    if missing:
+        return missing
+    device = "CUDA present" if cuda_present() else "needs a CUDA device or runs slowly on CPU"
+    if not argument:
+        return Availability(
+            False, f"transformers installed; {device}; needs model weights at a local path (none given, no network)"
+        )
+    path = Path(argument).expanduser()
+    if argument.startswith(("/", ".", "~")) and not path.is_dir():
+        return Availability(False, f"model folder not found: {path}")
+    where = f"folder {path}" if path.is_dir() else f"hub id {argument} (downloads unless cached)"
+    return Availability(True, f"transformers installed; {device}; {where}")
+
+
+def _check_openai(argument: str) -> Availability:
+    return openai_endpoint()
+
+
+DESCRIBERS = Registry("describer", case_sensitive=False)
+"""Every describer backend (see the module docstring)."""
+
+DESCRIBERS.register(
+    Backend(
+        name="mini",
+        syntax="mini",
+        description="The offline describer: the mini CXR-CLIP's calibrated statement head (SynthCXR only).",
+        factory=MINI_FACTORY,
+        check=_check_mini,
+        install="use describer 'chexagent:MODEL_ID' or 'openai:MODEL'",
+    )
+)
+DESCRIBERS.register(
+    Backend(
+        name="chexagent",
+        syntax="chexagent:MODEL_ID",
+        description="CheXagent (or another transformers VLM) from a local folder or a hub id.",
+        factory=TRANSFORMERS_FACTORY,
+        argument="required",
+        check=_check_transformers,
+        install="pip install transformers",
+    )
+)
+DESCRIBERS.register(
+    Backend(
+        name="transformers",
+        syntax="transformers:MODEL_ID",
+        description="Any transformers image-text-to-text model (alias hf:MODEL_ID); the CheXagent loader.",
+        factory=TRANSFORMERS_FACTORY,
+        argument="required",
+        aliases=("hf",),
+        check=_check_transformers,
+        install="pip install transformers",
+    )
+)
+DESCRIBERS.register(
+    Backend(
+        name="openai",
+        syntax="openai:MODEL",
+        description="A vision model behind an OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama...).",
+        factory="tools.describers.openai_compat:OpenAICompatDescriber",
+        argument="required",
+        check=_check_openai,
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -51,17 +122,12 @@ def parse_describer_id(text: str) -> DescriberSpec:
     Only the first colon separates the backend, so model names with colons (``openai:llava:13b``) work.
     """
     value = (text or "").strip()
-    if not value:
-        raise InputError(f"describer: empty id (expected one of {KNOWN_IDS})")
-    if value.lower() == "mini":
+    entry, model = DESCRIBERS.parse(value)
+    if entry.name == "mini":
         return DescriberSpec("mini", "mini")
-    prefix, sep, model = value.partition(":")
-    backend = _PREFIXES.get(prefix.strip().lower())
-    if not sep or backend is None:
-        raise InputError(f"describer {value!r}: unknown backend (expected one of {KNOWN_IDS})")
-    if not model.strip():
-        raise InputError(f"describer {value!r}: missing model after '{prefix}:'")
-    return DescriberSpec(backend, model.strip())
+    if not model:
+        raise InputError(f"describer {value!r}: missing model after '{value.partition(':')[0]}:'")
+    return DescriberSpec(cast(BackendName, entry.name), model)
 
 
 def resolve_base_url(settings: Settings) -> str | None:
@@ -76,7 +142,7 @@ def _load_factory(path: str) -> Callable[[Settings], Describer]:
     factory = load_target(
         path,
         what="the 'mini' describer",
-        hint="use describer 'chexagent:MODEL_ID' or 'openai:MODEL'",
+        hint=DESCRIBERS.get("mini").install,
         error=DescriberError,
     )
     if not callable(factory):
@@ -88,14 +154,11 @@ def load_describer(spec: DescriberSpec, settings: Settings) -> Describer:
     """Load a describer for ``spec`` now (no registry); prefer :func:`get_describer`."""
     if spec.backend == "mini":
         return _load_factory(MINI_FACTORY)(settings)
+    factory = DESCRIBERS.load(spec.backend, error=DescriberError)
     if spec.backend in ("chexagent", "transformers"):
-        from tools.describers.chexagent import load_transformers_describer
-
-        return load_transformers_describer(spec.model, settings, backend=spec.backend)
-    from tools.describers.openai_compat import OpenAICompatDescriber
-
+        return cast(Describer, factory(spec.model, settings, backend=spec.backend))
     api_key, _ = openai_credentials()
-    return OpenAICompatDescriber(spec.model, base_url=resolve_base_url(settings), api_key=api_key)
+    return cast(Describer, factory(spec.model, base_url=resolve_base_url(settings), api_key=api_key))
 
 
 _REGISTRY: dict[tuple[object, ...], Describer] = {}
