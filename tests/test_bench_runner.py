@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from evals.bench.ablations import ablation_overrides
-from evals.bench.judges import JudgeItem, Judgement, StructuredJudge, TruthContext
+from evals.bench.judges import JudgeItem, Judgement, TruthContext
 from evals.bench.metrics import comparison_markdown, load_pair_results, summarize_suite, summary_markdown
 from evals.bench.runner import BenchRunner
+from evals.bench.structured_judge import StructuredJudge
 from evals.bench.suites import BenchPair, jsonl_suite
 from tools.data.jsonl_pairs import PairSpec
 from tools.domain import Hypothesis, HypothesisScore, InputError, RunResult, ScoredHypothesis

@@ -4,7 +4,8 @@ from collections import Counter
 
 import pytest
 
-from evals.bench.judges import StructuredJudge, TruthContext
+from evals.bench.judges import TruthContext
+from evals.bench.structured_judge import StructuredJudge
 from tools.reports.iu import IUReport, mesh_finding, mesh_truth
 from tools.vocabulary import FINDINGS
 

@@ -8,18 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from evals.bench.judges import (
-    JudgeItem,
-    LLMJudge,
-    StructuredJudge,
-    TruthContext,
-    make_judge,
-    parse_answer,
-    parse_claims,
-    truth_differences,
-)
+from evals.bench.judges import JudgeItem, TruthContext, make_judge
+from evals.bench.llm_judge import LLMJudge, parse_answer
 from evals.bench.metrics import accuracy_at
 from evals.bench.reproduce import judge_agreement
+from evals.bench.structured_judge import StructuredJudge, parse_claims, truth_differences
 from tests.fakes.openai_server import ErrorReply, FakeOpenAIServer
 from tools.domain import InputError
 

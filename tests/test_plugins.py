@@ -249,7 +249,9 @@ def test_make_policy_builds_a_new_policy_per_call() -> None:
 
 
 def test_judge_registry_behind_make_judge() -> None:
-    from evals.bench.judges import JUDGES, LLMJudge, StructuredJudge, make_judge
+    from evals.bench.judges import JUDGES, make_judge
+    from evals.bench.llm_judge import LLMJudge
+    from evals.bench.structured_judge import StructuredJudge
 
     assert [b.syntax for b in JUDGES.entries()] == ["structured", "openai:MODEL", "MODEL"]
     assert isinstance(make_judge("structured"), StructuredJudge)

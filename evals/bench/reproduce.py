@@ -44,7 +44,8 @@ def default_results_path() -> Path:
 
 def judge_agreement(gold: Path) -> dict[str, Any]:
     """Agreement of the structured judge with hand labels: accuracy, Cohen's kappa, confusion, by kind."""
-    from evals.bench.judges import StructuredJudge, TruthContext
+    from evals.bench.judges import TruthContext
+    from evals.bench.structured_judge import StructuredJudge
 
     if not Path(gold).is_file():
         raise InputError(f"{gold}: gold file not found")
@@ -128,7 +129,7 @@ class Plan:
 
 def _runner(out: Path, suite: str, settings: Any, ablations: list[str], workers: int) -> BenchRunner:
     from evals.bench.ablations import ablation_overrides
-    from evals.bench.judges import StructuredJudge
+    from evals.bench.structured_judge import StructuredJudge
 
     return BenchRunner(
         out,

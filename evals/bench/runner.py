@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from evals.bench.judges import Judge, JudgeItem, StructuredJudge, TruthContext, truth_differences
+from evals.bench.judges import Judge, JudgeItem, TruthContext
 from evals.bench.metrics import (
     JudgedDifference,
     JudgedHypothesis,
@@ -40,6 +40,7 @@ from evals.bench.metrics import (
     summarize_suite,
     summary_markdown,
 )
+from evals.bench.structured_judge import StructuredJudge, truth_differences
 from evals.bench.suites import BenchPair
 from tools.domain import InputError, RadDiffError, RunResult
 

@@ -140,7 +140,7 @@ def _add_device_flag(image: Path, device: str) -> None:
 
 def confounded_outcome(result: PairResult, nuisance: str) -> dict[str, Any]:
     """For a confounded pair: finding in top 5, nuisance named in top 5, confounder check flags the field."""
-    from evals.bench.judges import parse_findings
+    from evals.bench.structured_judge import parse_findings
 
     top5 = result.hypotheses[:5]
     names_nuisance = nuisance != "view" and any(
