@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Literal
 
 from agent.state import State
-
-log = logging.getLogger(__name__)
 
 
 def route_after_reflect(

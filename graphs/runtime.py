@@ -4,7 +4,6 @@ traced-node decorator, and the LLM budget and turn records.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,8 +17,6 @@ from agent.state import Budget, State
 from agent.trace import TraceWriter
 from tools.ranking.lines import hypothesis_line
 from tools.workspace import Workspace
-
-log = logging.getLogger(__name__)
 
 
 def trace_for(context: RunContext) -> TraceWriter:

@@ -7,7 +7,6 @@ outside them, are refused with a message); every text from data or models is esc
 from __future__ import annotations
 
 import html
-import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from tools.data.studies import LoadedComparison, inside_roots
 from tools.domain import Comparison, InputError
 from tools.settings import Settings
-
-log = logging.getLogger(__name__)
-
 
 SOURCE_KINDS = ("SynthCXR preset", "Two folders", "CSV file", "Benchmark pair (JSONL)")
 

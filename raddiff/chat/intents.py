@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 
 from tools.domain import GroupLabel, InputError
 from tools.vocabulary import REGIONS
-
-log = logging.getLogger(__name__)
 
 
 @dataclass

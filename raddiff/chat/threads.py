@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,9 +14,6 @@ from graphs.report_html import ScoreRows, read_score_rows
 from raddiff.chat.config import AppConfig, check_comparison_paths, check_path
 from raddiff.chat.transcript import TraceView, result_text
 from tools.domain import Comparison, InputError, RunResult, ScoredHypothesis, SkippedItem
-
-log = logging.getLogger(__name__)
-
 
 CHAT_FILE = "chat.json"
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from raddiff.chat.config import as_text
 from tools.domain import RunResult
 from tools.ranking.lines import covarying_line, difference_line
-
-log = logging.getLogger(__name__)
 
 
 class TraceView:

@@ -25,15 +25,12 @@ boxes are ``(y0, x0, y1, x1)``.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
 from tools.domain import InputError
-
-log = logging.getLogger(__name__)
 
 Box = tuple[float, float, float, float]
 """A normalised box ``(y0, x0, y1, x1)``: rows then columns, each in ``[0, 1]``, ends exclusive."""

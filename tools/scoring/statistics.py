@@ -17,7 +17,6 @@ Conventions for degenerate input (defined results, not crashes):
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +26,6 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 from tools.domain import HypothesisScore, InputError
-
-log = logging.getLogger(__name__)
 
 CI_LEVEL = 0.95
 EXACT_P_MAX_SMALL_GROUP = 8
