@@ -73,12 +73,6 @@ def plantable_findings() -> list[str]:
     return [key for key in PLANTABLE_FINDINGS if key in FINDING_SPECS]
 
 
-def render_truth(truth: Truth, seed: int, size: int) -> tuple[np.ndarray, dict[str, str]]:
-    """Render one image with the findings of ``truth``; returns (uint8 image, metadata)."""
-    image, meta, _masks = _render_with_masks(truth, seed, size)
-    return image, meta
-
-
 def _render_with_masks(truth: Truth, seed: int, size: int) -> tuple[np.ndarray, dict[str, str], np.ndarray]:
     """Render one image; also returns its (F, MASK_SIZE, MASK_SIZE) finding masks (block-max pooled)."""
     from evals.synth.findings import PlantedFinding

@@ -174,10 +174,6 @@ TIP_TEXT = {
 }
 
 
-def _side_words(side: str, plural: str = "") -> str:
-    return "bilateral" if side == "bilateral" else side
-
-
 def _positive(f: PlantedFinding, rng: np.random.Generator) -> str:
     a = f.resolved().attributes
     k = f.finding

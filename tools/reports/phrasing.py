@@ -18,7 +18,6 @@ from typing import Any
 from tools.domain import Hypothesis
 from tools.vocabulary import (
     CROP_HIDDEN_ATTRIBUTES,
-    LOBE_NAMES,
     LOCATION_ATTRIBUTES,
     PLANTABLE_FINDINGS,
     describe_finding,
@@ -121,11 +120,6 @@ def statement_bank(findings: Iterable[str] | None = None, max_attributes: int = 
     """Statements for all (or the given) findings of the vocabulary."""
     keys = list(findings) if findings is not None else list(PLANTABLE_FINDINGS)
     return [s for key in keys for s in statements_for(key, max_attributes)]
-
-
-def lobe_phrase(code: str) -> str:
-    """'RUL' -> 'right upper lobe'."""
-    return LOBE_NAMES[code]
 
 
 _GROUP = r"(?:group|set|cohort)\s*[ab]\b"

@@ -27,7 +27,6 @@ from tools.plugins import Availability, Backend, Registry, cuda_present, needs_m
 
 if TYPE_CHECKING:
     from tools.scorers.base import ImageTextModel
-    from tools.settings import Settings
 
 ScorerKind = Literal["mini", "chexzero", "open_clip", "reports"]
 MINI_FACTORY = "tools.scorers.mini:load_mini"
@@ -228,11 +227,6 @@ def load_scorer(
         if key not in _LOADED:
             _LOADED[key] = _load(parsed, resolved, dtype, batch_size)
         return cast("ImageTextModel", _LOADED[key])
-
-
-def load_scorer_from_settings(settings: Settings) -> ImageTextModel:
-    """The scorer of ``settings`` on its device, dtype and batch size."""
-    return load_scorer(settings.scorer, device=settings.device, dtype=settings.dtype, batch_size=settings.batch_size)
 
 
 def clear_loaded_scorers() -> None:
