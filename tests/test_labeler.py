@@ -239,3 +239,25 @@ def test_real_vocabulary_findings_negation_and_generic_mentions() -> None:
     assert status("Bilateral low lung volumes and elevated hemidiaphragms.", "elevated_hemidiaphragm") is None
     mention = next(m for m in label_report("Old healed left clavicle fracture.").mentions if m.finding == "fracture")
     assert mention.status == "positive" and mention.attributes == {"side": "left", "site": "clavicle"}
+
+
+def test_anonymised_hedges_read_as_uncertain() -> None:
+    # the IU reports replaced some hedge words by "XXXX": "most XXXX representing", ", XXXX <finding>"
+    assert status("Patchy basilar opacity most XXXX representing atelectasis.", "atelectasis") == "uncertain"
+    assert status("Streaky opacities in the right lung base, XXXX atelectasis.", "atelectasis") == "uncertain"
+    assert status("Opacity behind the heart, XXXX representing a hiatal hernia.", "hiatal_hernia") == "uncertain"
+    assert status("Retrocardiac density which is XXXX a hiatal hernia.", "hiatal_hernia") == "uncertain"
+    # "XXXX consistent with" and a plain "XXXX" word elsewhere keep the positive reading
+    assert status("Interstitial opacity, XXXX consistent with mild edema.", "pulmonary_edema") == "positive"
+    assert status("Stable XXXX atelectasis in the left base.", "atelectasis") == "positive"
+
+
+def test_round_two_constructions_of_the_real_vocabulary() -> None:
+    assert status("Arthritic changes of the thoracic spine.", "degenerative_spine") == "positive"
+    assert status("Unfolded thoracic aorta.", "aortic_tortuosity") == "positive"
+    assert status("Calcified hilar/mediastinal lymph nodes.", "calcified_granuloma") == "positive"
+    assert status("The bony structures show no acute abnormality.", "fracture") == "negated"
+    assert status("Postoperative spinal fixation hardware in the lumbar spine.", "orthopedic_hardware") == "positive"
+    # the widened patterns do not fire on their neighbours
+    assert status("The bony structures show degenerative change.", "fracture") is None
+    assert status("Unfolded aorta.", "aortic_calcification") is None

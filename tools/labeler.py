@@ -242,18 +242,20 @@ EXTRA_PATTERNS: tuple[_Pattern, ...] = (
     ),
     _Pattern(
         "calcified_granuloma",
-        r"\bgranulomatous\b|\bcalcified\b(?:[\s,]+(?:and\s+)?[\w-]+){0,3}?\s+(?:lymph\b|nod(?:e|es|ule|ules)\b)"
+        r"\bgranulomatous\b|\bcalcified\b(?:[\s,]+(?:and\s+)?[\w/-]+){0,3}?\s+(?:lymph\b|nod(?:e|es|ule|ules)\b)"
         r"|\bnod(?:ule|ules)\b(?:\s+[\w-]+){0,3}?\s+(?:is|are|appears?)\s+(?:\w+\s+)?calcified\b",
     ),
     _Pattern(
         "degenerative_spine",
         r"\bdegenerative\b[^.;]{0,50}?\b(?:spine|spinal|vertebra\w*|thoracic|lumbar|endplates?|dis[ck]s?|spondyl\w*)\b"
         r"|\b(?:spine|spinal|vertebra\w*)\b[^.;]{0,30}?\bdegenerative\b|\bspondylo\w+\b|\bosteophyt\w*\b"
-        r"|\bdjd\b(?=[^.;]{0,30}\bspine)",
+        r"|\bdjd\b(?=[^.;]{0,30}\bspine)"
+        r"|\b(?:arthritic|arthritis|arthropathy|degeneration)\b[^.;]{0,30}?\b(?:spine|spinal|vertebra\w*|facets?)\b",
     ),
     _Pattern(
         "aortic_tortuosity",
-        r"\btortuous\b(?:[\s,]+(?:and\s+)?[\w-]+){0,3}?\s+(?:thoracic\s+|descending\s+)?aort(?:a|ic)\b"
+        r"\b(?:tortuous|unfolded|unfolding\s+of\s+the|ectatic)\b(?:[\s,]+(?:and\s+)?[\w-]+){0,3}?\s+"
+        r"(?:thoracic\s+|descending\s+)?aort(?:a|ic)\b"
         r"|\baort(?:a|ic\s+arch|ic\s+knob)\b(?:\s+[\w,]+){0,3}?\s+(?:tortuous|ectatic|unfolded)\b"
         r"|\btortuosity\b(?:\s+\w+){0,5}?\s+aort",
     ),
@@ -304,7 +306,8 @@ EXTRA_PATTERNS: tuple[_Pattern, ...] = (
         "fracture",
         r"\b(?:osseous|bony)\s+(?:structures|thorax)\s+(?:are\s+|is\s+|appear\s+)?(?:[\w-]+\s+){0,3}?"
         r"(?:intact|unremarkable|normal)\b|\bacute\s+(?:bony|osseous)\s+(?:abnormalit(?:y|ies)|findings?|injur(?:y|ies))\b"
-        r"|\b(?:osseous|bony)\s+(?:structures|thorax)\b[^.;]{0,40}?\bwithout\s+(?:\w+\s+)?(?:abnormalit|fractur|findings?)\w*",
+        r"|\b(?:osseous|bony)\s+(?:structures|thorax)\b[^.;]{0,40}?\b(?:without|no)\s+(?:\w+\s+)?"
+        r"(?:abnormalit|fractur|findings?)\w*",
         "negated",
     ),
     _Pattern(
@@ -321,7 +324,7 @@ EXTRA_PATTERNS: tuple[_Pattern, ...] = (
     _Pattern("stent", r"\bstents?\b"),
     _Pattern(
         "orthopedic_hardware",
-        r"\b(?:screw|internal|plate|surgical)\s+fixation\b|\bfixation\s+(?:hardware|plates?|screws?)\b"
+        r"\b(?:screw|internal|plate|surgical|spinal|spine|cervical|lumbar)\s+fixation\b|\bfixation\s+(?:hardware|plates?|screws?)\b"
         r"|\borthop(?:a)?edic\s+(?:hardware|xxxx|fixation|screws?|plates?)\b",
     ),
 )
@@ -403,6 +406,15 @@ TRIGGERS: tuple[_Trigger, ...] = (
     _Trigger(
         r"questionable|possibly|probably|presumed|presumably|equivocal|indeterminate|likely|most\s+likely|"
         r"more\s+likely",
+        "pre_unc",
+        6,
+    ),
+    # the IU reports' anonymisation often replaced a hedge word by "XXXX": "most XXXX" (most likely), a clause
+    # opened by ", XXXX <finding>" or ", XXXX representing" (likely), "which is XXXX a hernia"; "XXXX consistent
+    # with" stays a positive reading
+    _Trigger(
+        r"most\s+xxxx|(?<=,\s)xxxx(?=\s+(?!xxxx|consistent|compatible|on\b|and\b|in\b)[a-z])|"
+        r"(?<=\bis\s)xxxx(?=\s+(?:a|an|represent\w*)\b)",
         "pre_unc",
         6,
     ),
