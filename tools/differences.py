@@ -25,6 +25,12 @@ A candidate (the best wording of a finding, in rank order) must first separate t
 Reports are a second modality, written by radiologists, so a finding they back is kept even when its image
 scores follow another difference's (two findings that co-occur in one group both stay); the describer reads
 the same pixels as the scorer, so its backing is not enough on its own.
+
+A finding that differs by an attribute both ways (right X more in A, left X more in B; a tip in the stomach in
+one group, in a bronchus in the other) gives a second difference when the reports back a wording of it with
+other attribute values in the other group. The list is ordered by :func:`effect_size`, the share difference
+in the channel that decided each difference (largest first), so a finding the reports call in most of a group
+comes before a co-occurring one they call in a fifth of it.
 """
 
 from __future__ import annotations

@@ -19,6 +19,10 @@ suite was defined, before any tuning: the policy, labeler and scorer must never 
 The suite is written as a RadDiff JSONL pair file with ``set1_reports`` / ``set2_reports`` (report text
 inline), structured ``truth`` and ``covarying`` (the prevalence in each group of the other tagged findings,
 for reading a result: a finding tagged in many reports of one group is a real, unlisted difference).
+
+:func:`split_figures` gives the figures of a run per half, per kind of pair and overall, over the differences
+list (as SynthDiffBench reports it) and over the ranked list; ``raddiff bench run iureports`` prints them and
+writes them to ``split.json``.
 """
 
 from __future__ import annotations
