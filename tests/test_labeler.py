@@ -285,3 +285,20 @@ def test_round_three_constructions_of_the_real_vocabulary() -> None:
     # the neighbours of the widened patterns stay apart
     assert status("Aortic arch XXXX calcifications.", "aortic_tortuosity") is None
     assert status("Lumbar XXXX arthritis.", "scoliosis") is None
+
+
+def test_round_four_constructions_of_the_real_vocabulary() -> None:
+    assert status("Atherosclerotic disease of the descending aorta.", "aortic_calcification") == "positive"
+    assert status("Aortic atherosclerosis and tortuosity.", "aortic_tortuosity") == "positive"
+    assert status("No infiltrate; more XXXX a granuloma.", "calcified_granuloma") == "uncertain"
+    assert status("Normal heart, unremarkable mediastinal contours.", "enlarged_cardiomediastinum") == "negated"
+    assert status("The osseous structures and visualized soft tissues are normal.", "fracture") == "negated"
+    assert status("Prominence of the left and right hila.", "hilar_prominence") == "positive"
+    assert status("The hila are slightly prominent.", "hilar_prominence") == "positive"
+    assert status("The mediastinum is mildly widened.", "enlarged_cardiomediastinum") == "positive"
+    assert status("Suggestion of a small hiatal hernia.", "hiatal_hernia") == "uncertain"
+    assert status("No suggestion of a hiatal hernia.", "hiatal_hernia") == "negated"
+    assert status("Loss of the normal thoracic kyphosis.", "kyphosis") == "negated"
+    assert status("Curvature of the lower lumbar spine.", "scoliosis") == "positive"
+    # a redacted date before a capitalised sentence start is not a hedge
+    assert status("Comparison XXXX, XXXX Calcified granuloma in the right lung.", "calcified_granuloma") == "positive"

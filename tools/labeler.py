@@ -230,14 +230,15 @@ EXTRA_PATTERNS: tuple[_Pattern, ...] = (
     # ---- the real-radiograph vocabulary (not planted by SynthCXR)
     _Pattern(
         "enlarged_cardiomediastinum",
-        r"\b(?:cardio)?mediastinal\s+(?:silhouette|contours?|shadow)\s+(?:[\w-]+\s+){0,4}?(?:enlarged|widened|wide)\b",
+        r"\b(?:cardio)?mediastinal\s+(?:silhouette|contours?|shadow)\s+(?:[\w-]+\s+){0,4}?(?:enlarged|widened|wide)\b"
+        r"|\bmediastinum\b(?:\s+and\s+[\w\s]{1,30}?)?\s+(?:is|are|appears?)\s+(?:\w+\s+){0,2}(?:prominent|enlarged|widened)\b",
     ),
     _Pattern(
         "enlarged_cardiomediastinum",
         r"\b(?:cardio)?mediastinal\s+(?:silhouettes?|contours?|shadow|structures),?\s+(?:(?!enlarg|widen)[\w/,-]+\s+){0,6}?"
         rf"(?:{_NORMAL}|stable|intact|appropriate)\b"
         r"|\bnormal(?:[\s-]appearing)?(?:\s+[\w-]+){0,4}?\s+(?:and\s+)?(?:cardio)?mediastinal\s+(?:and\s+\w+\s+)?"
-        r"(?:silhouettes?|contours?)\b"
+        r"(?:silhouettes?|contours?)\b|\bunremarkable\s+(?:cardio)?mediastinal\s+(?:silhouettes?|contours?)\b"
         r"|\b(?:mediastinum|mediastinal\s+width)\s+(?:is|are|appears?)\s+(?:\w+\s+)?(?:normal|unremarkable|not\s+widened)\b"
         rf"|\bmediastinum\b(?=(?:\s+and\s+[\w\s]{{1,30}}?)\s+(?:are|appear)\s+(?:\w+\s+){{0,3}}{_NORMAL})",
         "negated",
@@ -261,18 +262,22 @@ EXTRA_PATTERNS: tuple[_Pattern, ...] = (
         r"\b(?:tortuous|unfolded|unfolding\s+of\s+the|ectatic)\b(?:[\s,]+(?:and\s+)?[\w-]+){0,3}?\s+"
         r"(?:thoracic\s+|descending\s+)?aort(?:a|ic)\b"
         r"|\baort(?:a|ic\s+arch|ic\s+knob)\b(?:\s+[\w,]+){0,3}?\s+(?:tortuous|ectatic|unfolded)\b"
-        r"|\b(?:tortuosity|unfolding|ectasia)\b(?:\s+\w+){0,5}?\s+aort",
+        r"|\b(?:tortuosity|unfolding|ectasia)\b(?:\s+\w+){0,5}?\s+aort"
+        r"|\baort(?:a|ic)\b(?:\s+[\w,]+){0,2}?\s+and\s+(?:tortuosity|ectasia|unfolding)\b",
     ),
     _Pattern(
         "aortic_calcification",
         r"\bcalcifi(?:ed|cation|cations|c)\b(?:[\s,]+(?:and\s+|of\s+|in\s+|within\s+|the\s+)?[\w-]+){0,4}?\s+aort(?:a|ic)\b"
         r"|\baort(?:a|ic)\b(?:\s+[\w,]+){0,3}?\s+(?:calcified|calcifications?|atherosclero\w+)\b"
-        r"|\batherosclerotic\b(?:\s+[\w-]+){0,3}?\s+(?:aort\w*|calcifications?)",
+        r"|\batherosclerotic\b(?:\s+[\w-]+){0,4}?\s+(?:aort\w*|calcifications?)",
     ),
     _Pattern(
         "hilar_prominence",
         r"\bhil(?:a|um|ar\s+(?:contours?|structures|regions?|shadows?))\s+(?:are|is|appears?|remains?)\s+(?:\w+\s+)?"
-        r"(?:prominent|enlarged|full|bulky)\b|\bprominen(?:t|ce\s+of\s+the)\s+(?:left\s+|right\s+|bilateral\s+)?hil\w+",
+        r"(?:prominent|enlarged|full|bulky)\b"
+        r"|\bprominen(?:t|ce\s+of\s+the)\s+(?:(?:left|right|bilateral|both)\s+(?:and\s+)?){0,2}(?:peri|para)?hil\w+"
+        r"|\b(?:peri|para)?hil(?:a|um|ar\s+(?:contours?|structures|regions?))\s+(?:are|is|appears?)\s+(?:\w+\s+){1,2}"
+        r"(?:prominent|enlarged|full|bulky)\b",
     ),
     _Pattern(
         "hilar_prominence",
@@ -309,9 +314,9 @@ EXTRA_PATTERNS: tuple[_Pattern, ...] = (
     ),
     _Pattern(
         "fracture",
-        r"\b(?:osseous|bony)\s+(?:structures|thorax)\s+(?:are\s+|is\s+|appear\s+)?(?:[\w-]+\s+){0,3}?"
+        r"\b(?:osseous|bony)\s+(?:structures|thorax)\s+(?:are\s+|is\s+|appear\s+)?(?:[\w-]+\s+){0,6}?"
         r"(?:intact|unremarkable|normal)\b|\bacute\s+(?:bony|osseous)\s+(?:abnormalit(?:y|ies)|findings?|injur(?:y|ies))\b"
-        r"|\b(?:osseous|bony)\s+(?:structures|thorax)\b[^.;]{0,40}?\b(?:without|no)\s+(?:\w+\s+)?"
+        r"|\b(?:osseous|bony)\s+(?:structures|thorax)\b[^.;]{0,100}?\b(?:without|no)\s+(?:\w+\s+)?"
         r"(?:abnormalit|fractur|findings?)\w*",
         "negated",
     ),
@@ -323,9 +328,14 @@ EXTRA_PATTERNS: tuple[_Pattern, ...] = (
     _Pattern("surgical_clips", r"\b(?:surgical|vascular|metallic)?\s*clips?\b(?!\s+art)"),
     _Pattern("hiatal_hernia", r"\bhiatal\b|\bhernia(?:tion)?\s+of\s+the\s+stomach\b"),
     _Pattern(
-        "scoliosis", r"\bscolio\w+\b|\b(?:dextro|levo)(?:convex\w*|scolio\w*|curvature)\b|\bcurvature\s+of\s+the\s+\w*\s*spine\b"
+        "scoliosis", r"\bscolio\w+\b|\b(?:dextro|levo)(?:convex\w*|scolio\w*|curvature)\b|\bcurvature\s+(?:of|involving)\s+the\s+(?:[\w-]+\s+){0,2}spine\b"
     ),
     _Pattern("kyphosis", r"\bkypho\w+\b"),
+    _Pattern(
+        "kyphosis",
+        r"\b(?:straighten(?:ed|ing)|loss)\s+of\s+(?:the\s+)?(?:normal\s+)?(?:thoracic\s+)?kyphosis\b",
+        "negated",
+    ),
     _Pattern("stent", r"\bstents?\b"),
     _Pattern(
         "orthopedic_hardware",
@@ -419,7 +429,7 @@ TRIGGERS: tuple[_Trigger, ...] = (
     # opened by ", XXXX <finding>" or ", XXXX representing" (likely), "which is XXXX a hernia"; "XXXX consistent
     # with" stays a positive reading
     _Trigger(
-        r"most\s+xxxx|(?<=,\s)xxxx(?=\s+(?!xxxx|consistent|compatible|on\b|and\b|in\b)[a-z])|"
+        r"(?:most|more)\s+xxxx|(?<=,\s)xxxx(?=\s+(?!xxxx|consistent|compatible|on\b|and\b|in\b)(?-i:[a-z]))|"
         r"(?<=\bis\s)xxxx(?=\s+(?:a|an|represent\w*)\b)",
         "pre_unc",
         6,
@@ -436,7 +446,7 @@ TRIGGERS: tuple[_Trigger, ...] = (
         r"suggestive\s+of|concerning\s+for|concern\s+for|worrisome\s+for|question\s+of|"
         r"(?:cannot|can\s+not|can't|could\s+not)\s+(?:exclude|rule\s+out)|rule[\s-]out|r/o|"
         r"differential(?:\s+diagnosis)?(?:\s+considerations?)?(?:\s+(?:includes?|of))?|considerations?\s+include|"
-        r"favou?ring|uncertain|representing\s+either|either",
+        r"favou?ring|uncertain|representing\s+either|either|suggestion\s+of",
         "pre_unc",
     ),
     # uncertainty, after the finding
