@@ -51,9 +51,9 @@ def test_labeler_accuracy_on_hand_labelled_iu_sentences() -> None:
     assert evaluate(heldout).accuracy >= 0.9
     for s in ("positive", "negated", "uncertain"):
         assert scores.recall(s) >= 0.85, s
-    # the held-out round of the real-radiograph findings beyond SynthCXR's (round 4): a floor
+    # the held-out round of the real-radiograph findings beyond SynthCXR's (round 5): a floor
     real = [i for i in heldout if not FINDINGS[i.finding].plantable]
-    assert len(real) >= 150 and len({i.finding for i in real}) >= 19
+    assert len(real) >= 150 and len({i.finding for i in real}) >= 16
     assert evaluate(real).accuracy >= 0.85
 
 
