@@ -250,7 +250,8 @@ def test_a_finding_that_differs_by_side_both_ways_gives_two_differences() -> Non
         ("calcified granuloma", "calcified_granuloma", {}),
     ]
     ranked, keyed = _scored(rows, specs, in_a)
-    reports = _reports(["Calcified granuloma in the right upper lobe."] * N, ["Left upper lobe calcified granuloma."] * N)
+    right, left = "Calcified granuloma in the right upper lobe.", "Left upper lobe calcified granuloma."
+    reports = _reports([right] * N, [left] * N)
     differences, _ = select_differences(ranked, keyed, in_a, Channels(reports=reports))
     assert [(d.text, d.group) for d in differences] in (
         [("right calcified granuloma", "A"), ("left calcified granuloma", "B")],

@@ -328,7 +328,9 @@ EXTRA_PATTERNS: tuple[_Pattern, ...] = (
     _Pattern("surgical_clips", r"\b(?:surgical|vascular|metallic)?\s*clips?\b(?!\s+art)"),
     _Pattern("hiatal_hernia", r"\bhiatal\b|\bhernia(?:tion)?\s+of\s+the\s+stomach\b"),
     _Pattern(
-        "scoliosis", r"\bscolio\w+\b|\b(?:dextro|levo)(?:convex\w*|scolio\w*|curvature)\b|\bcurvature\s+(?:of|involving)\s+the\s+(?:[\w-]+\s+){0,2}spine\b"
+        "scoliosis",
+        r"\bscolio\w+\b|\b(?:dextro|levo)(?:convex\w*|scolio\w*|curvature)\b"
+        r"|\bcurvature\s+(?:of|involving)\s+the\s+(?:[\w-]+\s+){0,2}spine\b",
     ),
     _Pattern("kyphosis", r"\bkypho\w+\b"),
     _Pattern(
