@@ -238,7 +238,7 @@ def test_registry_errors() -> None:
     with pytest.raises(InputError, match="report text"):
         load_scorer("reports")
     with pytest.raises(InputError, match="not in this installation"):
-        _factory("tools.backends.no_such_backend:load")
+        _factory("tools.scorers.no_such_backend:load")
     with pytest.raises(InputError, match="no CUDA|checkpoint file not found"):
         load_scorer("chexzero:/nonexistent/chexzero.pt", device="cuda" if not torch.cuda.is_available() else "cpu")
 

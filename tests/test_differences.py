@@ -233,3 +233,57 @@ def test_a_phrase_that_only_describes_an_accepted_finding_restates_it() -> None:
     assert [c.text for c in covarying] == ["low svc"]
     assert covarying[0].follows == differences[0].text
     assert covarying[0].reason.startswith(f"restates '{differences[0].text}': 100% of the 40 reports")
+
+
+def test_a_finding_that_differs_by_side_both_ways_gives_two_differences() -> None:
+    in_a = _groups()
+    rng = np.random.default_rng(5)
+    right_in_a = np.r_[np.ones(N), np.zeros(N)]
+    rows = {
+        "right calcified granuloma": right_in_a + rng.normal(scale=0.2, size=2 * N),
+        "left calcified granuloma": 1 - right_in_a + rng.normal(scale=0.2, size=2 * N),
+        "calcified granuloma": rng.normal(scale=0.2, size=2 * N),
+    }
+    specs = [
+        ("right calcified granuloma", "calcified_granuloma", {"side": "right"}),
+        ("left calcified granuloma", "calcified_granuloma", {"side": "left"}),
+        ("calcified granuloma", "calcified_granuloma", {}),
+    ]
+    ranked, keyed = _scored(rows, specs, in_a)
+    right, left = "Calcified granuloma in the right upper lobe.", "Left upper lobe calcified granuloma."
+    reports = _reports([right] * N, [left] * N)
+    differences, _ = select_differences(ranked, keyed, in_a, Channels(reports=reports))
+    assert [(d.text, d.group) for d in differences] in (
+        [("right calcified granuloma", "A"), ("left calcified granuloma", "B")],
+        [("left calcified granuloma", "B"), ("right calcified granuloma", "A")],
+    )
+    assert all(d.basis.startswith("reports: ") and "40/40" in d.basis for d in differences)
+    assert "the same finding, other attributes" in differences[1].basis
+    # the same wordings with reports that do not state the side: one presence difference at most, never two
+    reports = _reports(["Calcified granuloma."] * N, ["Calcified granuloma."] * N)
+    differences, _ = select_differences(ranked, keyed, in_a, Channels(reports=reports))
+    assert differences == []
+
+
+def test_differences_are_ordered_by_the_effect_in_the_deciding_channel() -> None:
+    from tools.ranking.differences import effect_size
+
+    in_a = _groups()
+    rng = np.random.default_rng(6)
+    # granuloma's scores separate best, but the reports call scarring in far more of group A
+    scar = np.r_[np.ones(30), np.zeros(10), np.zeros(N)]
+    gran = np.r_[np.ones(12), np.zeros(28), np.zeros(N)]
+    rows = {
+        "calcified granuloma": 3 * gran + rng.normal(scale=0.05, size=2 * N) + 0.5 * in_a,
+        "pulmonary scarring": scar + rng.normal(scale=0.6, size=2 * N),
+    }
+    specs = [("calcified granuloma", "calcified_granuloma", {}), ("pulmonary scarring", "scarring", {})]
+    ranked, keyed = _scored(rows, specs, in_a)
+    assert ranked[0].hypothesis.text == "calcified granuloma"
+    texts_a = ["Right apical scarring."] * 18 + ["Right apical scarring. Calcified granuloma."] * 12
+    texts_a += ["No acute disease."] * 10
+    differences, _ = select_differences(
+        ranked, keyed, in_a, Channels(reports=_reports(texts_a, ["No acute disease."] * N))
+    )
+    assert [d.text for d in differences] == ["pulmonary scarring", "calcified granuloma"]
+    assert effect_size(differences[0]) == pytest.approx(30 / 40) and effect_size(differences[1]) == pytest.approx(0.3)

@@ -60,3 +60,60 @@ def test_judge_keeps_lung_opacity_when_the_truth_names_it():
     # a truth without lung opacity keeps reading a bare opacity as consolidation (SynthDiffBench's wording)
     synth = TruthContext("consolidation", "no consolidation", [{"finding": "consolidation", "group": "A"}])
     assert judge.score("right lower lobe opacity", "A", synth)[0] >= 1
+
+
+def test_split_figures_over_the_differences_list_by_half_and_kind(tmp_path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from evals.bench import iureports
+    from evals.bench.metrics import JudgedDifference, PairResult
+
+    def pair(pair_id: str, heldout: bool, kind: str, diffs: list[tuple[str, str, int]], found: int) -> PairResult:
+        judged = [
+            JudgedDifference(rank=i, text=t, group=g, auroc=0.9, q_value=0.001, score=s)
+            for i, (t, g, s) in enumerate(diffs, start=1)
+        ]
+        scores = [d.score for d in judged]
+        return PairResult(
+            pair_id=pair_id,
+            index=0,
+            suite="iureports",
+            status="ok",
+            differences=judged,
+            planted=1,
+            planted_found=found,
+            diff_acc1=(scores[0] / 2) if scores else 0.0,
+            diff_acc5=(max(scores) / 2) if scores else 0.0,
+            extra={"heldout": heldout, "kind": kind, "covarying": {"A": {"degenerative_spine": 0.3}, "B": {}}},
+        )
+
+    results = [
+        pair("p1", False, "finding_vs_normal", [("scoliosis", "A", 2), ("degenerative changes", "A", 0)], 1),
+        pair("p2", False, "attribute", [], 0),
+        pair("p3", True, "finding_vs_normal", [("cardiomegaly", "A", 2), ("pacemaker", "A", 0)], 1),
+    ]
+    findings = {"scoliosis": "scoliosis", "degenerative changes": "degenerative_spine", "cardiomegaly": "cardiomegaly"}
+
+    def stored(_out: object, pair_id: str) -> list[SimpleNamespace]:
+        r = next(r for r in results if r.pair_id == pair_id)
+        return [SimpleNamespace(finding=findings.get(d.text, "pacemaker"), group=d.group) for d in r.differences]
+
+    monkeypatch.setattr(iureports, "_stored_differences", stored)
+    figures = iureports.split_figures(tmp_path, results)
+    assert set(figures) == {
+        "tuned",
+        "tuned / finding_vs_normal",
+        "tuned / attribute",
+        "heldout",
+        "heldout / finding_vs_normal",
+        "all",
+    }
+    tuned, held = figures["tuned"], figures["heldout"]
+    assert tuned["diff_acc1"] == 0.5 and tuned["planted_recall"] == 0.5 and tuned["differences_per_pair"] == 1.0
+    # the degenerative spine is a covarying tagged finding of group A: false strictly, not beyond covarying
+    assert tuned["false_difference_rate"] == 0.5 and tuned["false_difference_rate_beyond_covarying"] == 0.0
+    # the pacemaker is not tagged in either group: false both ways
+    assert held["false_difference_rate"] == 0.5 and held["false_difference_rate_beyond_covarying"] == 0.5
+    assert figures["tuned / attribute"]["diff_acc1"] == 0.0 and figures["all"]["differences_reported"] == 4
+    table = iureports.split_markdown(figures)
+    assert table.count("\n") == len(figures) + 1 and "| heldout | 1 | 0 | 1.0 |" in table

@@ -51,6 +51,10 @@ def test_labeler_accuracy_on_hand_labelled_iu_sentences() -> None:
     assert evaluate(heldout).accuracy >= 0.9
     for s in ("positive", "negated", "uncertain"):
         assert scores.recall(s) >= 0.85, s
+    # the held-out round of the real-radiograph findings beyond SynthCXR's (round 5): a floor
+    real = [i for i in heldout if not FINDINGS[i.finding].plantable]
+    assert len(real) >= 150 and len({i.finding for i in real}) >= 16
+    assert evaluate(real).accuracy >= 0.85
 
 
 # ---------------------------------------------------------------- sentences
@@ -239,3 +243,62 @@ def test_real_vocabulary_findings_negation_and_generic_mentions() -> None:
     assert status("Bilateral low lung volumes and elevated hemidiaphragms.", "elevated_hemidiaphragm") is None
     mention = next(m for m in label_report("Old healed left clavicle fracture.").mentions if m.finding == "fracture")
     assert mention.status == "positive" and mention.attributes == {"side": "left", "site": "clavicle"}
+
+
+def test_anonymised_hedges_read_as_uncertain() -> None:
+    # the IU reports replaced some hedge words by "XXXX": "most XXXX representing", ", XXXX <finding>"
+    assert status("Patchy basilar opacity most XXXX representing atelectasis.", "atelectasis") == "uncertain"
+    assert status("Streaky opacities in the right lung base, XXXX atelectasis.", "atelectasis") == "uncertain"
+    assert status("Opacity behind the heart, XXXX representing a hiatal hernia.", "hiatal_hernia") == "uncertain"
+    assert status("Retrocardiac density which is XXXX a hiatal hernia.", "hiatal_hernia") == "uncertain"
+    # "XXXX consistent with" and a plain "XXXX" word elsewhere keep the positive reading
+    assert status("Interstitial opacity, XXXX consistent with mild edema.", "pulmonary_edema") == "positive"
+    assert status("Stable XXXX atelectasis in the left base.", "atelectasis") == "positive"
+
+
+def test_round_two_constructions_of_the_real_vocabulary() -> None:
+    assert status("Arthritic changes of the thoracic spine.", "degenerative_spine") == "positive"
+    assert status("Unfolded thoracic aorta.", "aortic_tortuosity") == "positive"
+    assert status("Calcified hilar/mediastinal lymph nodes.", "calcified_granuloma") == "positive"
+    assert status("The bony structures show no acute abnormality.", "fracture") == "negated"
+    assert status("Postoperative spinal fixation hardware in the lumbar spine.", "orthopedic_hardware") == "positive"
+    # the widened patterns do not fire on their neighbours
+    assert status("The bony structures show degenerative change.", "fracture") is None
+    assert status("Unfolded aorta.", "aortic_calcification") is None
+
+
+def test_round_three_constructions_of_the_real_vocabulary() -> None:
+    assert status("Aortic arch XXXX calcifications.", "aortic_calcification") == "positive"
+    assert status("Mild ectasia and calcification of the thoracic aorta.", "aortic_tortuosity") == "positive"
+    assert status("Lumbar XXXX arthritis.", "degenerative_spine") == "positive"
+    assert status("The left diaphragm is elevated.", "elevated_hemidiaphragm") == "positive"
+    assert status("Calcified right hilar XXXX.", "calcified_granuloma") == "positive"
+    assert status("Normal heart size and hilar vessels.", "hilar_prominence") == "negated"
+    assert status("The hila appear to be normal.", "hilar_prominence") == "negated"
+    assert status("Normal cardiomediastinal and hilar silhouettes.", "enlarged_cardiomediastinum") == "negated"
+    assert status("Patchy interstitial and reticular opacities.", "interstitial_markings") == "positive"
+    assert status("Basilar interstitial infiltrates.", "interstitial_markings") == "positive"
+    assert status("Fusion rods in the lumbar spine.", "orthopedic_hardware") == "positive"
+    assert status("A screw transfixes the humeral head.", "orthopedic_hardware") == "positive"
+    assert status("Biapical thickening, unchanged.", "pleural_thickening") == "positive"
+    assert status("Mild dextrocurvature of the thoracic spine.", "scoliosis") == "positive"
+    # the neighbours of the widened patterns stay apart
+    assert status("Aortic arch XXXX calcifications.", "aortic_tortuosity") is None
+    assert status("Lumbar XXXX arthritis.", "scoliosis") is None
+
+
+def test_round_four_constructions_of_the_real_vocabulary() -> None:
+    assert status("Atherosclerotic disease of the descending aorta.", "aortic_calcification") == "positive"
+    assert status("Aortic atherosclerosis and tortuosity.", "aortic_tortuosity") == "positive"
+    assert status("No infiltrate; more XXXX a granuloma.", "calcified_granuloma") == "uncertain"
+    assert status("Normal heart, unremarkable mediastinal contours.", "enlarged_cardiomediastinum") == "negated"
+    assert status("The osseous structures and visualized soft tissues are normal.", "fracture") == "negated"
+    assert status("Prominence of the left and right hila.", "hilar_prominence") == "positive"
+    assert status("The hila are slightly prominent.", "hilar_prominence") == "positive"
+    assert status("The mediastinum is mildly widened.", "enlarged_cardiomediastinum") == "positive"
+    assert status("Suggestion of a small hiatal hernia.", "hiatal_hernia") == "uncertain"
+    assert status("No suggestion of a hiatal hernia.", "hiatal_hernia") == "negated"
+    assert status("Loss of the normal thoracic kyphosis.", "kyphosis") == "negated"
+    assert status("Curvature of the lower lumbar spine.", "scoliosis") == "positive"
+    # a redacted date before a capitalised sentence start is not a hedge
+    assert status("Comparison XXXX, XXXX Calcified granuloma in the right lung.", "calcified_granuloma") == "positive"

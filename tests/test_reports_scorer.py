@@ -87,3 +87,19 @@ def test_separates_real_iu_effusion_reports_from_normal_ones(scorer: ReportTextS
     assert not skipped
     y = np.r_[np.ones(25), np.zeros(25)]
     assert roc_auc_score(y, scores[:, 0]) > 0.9
+
+
+def test_a_mention_with_another_side_or_size_contradicts_the_wording(scorer: ReportTextScorer) -> None:
+    studies = [
+        _study("right", "FINDINGS: Calcified granuloma in the right upper lobe."),
+        _study("left", "FINDINGS: Calcified granuloma in the left upper lobe."),
+        _study("plain", "FINDINGS: Calcified granuloma."),
+        _study("large", "FINDINGS: Large left pleural effusion."),
+        _study("small", "FINDINGS: Small left pleural effusion."),
+    ]
+    scores, _ = scorer.score(studies, ["right calcified granuloma", "small pleural effusion", "calcified granuloma"])
+    right, left, plain = scores[:3, 0]
+    assert min(right, plain) > 0.5 > 0 > left  # the left-sided report states the granuloma otherwise
+    assert scores[4, 1] > 0 > scores[3, 1]  # a large effusion is not a small one
+    # without a stated attribute the side does not matter
+    assert abs(float(scores[0, 2] - scores[1, 2])) < 0.1 and min(scores[:3, 2]) > 0.3

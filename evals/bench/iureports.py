@@ -19,6 +19,10 @@ suite was defined, before any tuning: the policy, labeler and scorer must never 
 The suite is written as a RadDiff JSONL pair file with ``set1_reports`` / ``set2_reports`` (report text
 inline), structured ``truth`` and ``covarying`` (the prevalence in each group of the other tagged findings,
 for reading a result: a finding tagged in many reports of one group is a real, unlisted difference).
+
+:func:`split_figures` gives the figures of a run per half, per kind of pair and overall, over the differences
+list (as SynthDiffBench reports it) and over the ranked list; ``raddiff bench run iureports`` prints them and
+writes them to ``split.json``.
 """
 
 from __future__ import annotations
@@ -251,62 +255,125 @@ def _covarying_difference(finding: str | None, group: str, covarying: dict[str, 
     return covarying.get(group, {}).get(finding, 0.0) - covarying.get(other, {}).get(finding, 0.0) >= COVARYING_GAP
 
 
+KINDS = ("finding_vs_normal", "finding_vs_finding", "attribute")
+
+
+def _subsets(results: list[Any]) -> list[tuple[str, list[Any]]]:
+    """The subsets the split figures are given for: each half, each kind within each half, and all pairs."""
+    out: list[tuple[str, list[Any]]] = []
+    for half, held in (("tuned", False), ("heldout", True)):
+        members = [r for r in results if bool(r.extra.get("heldout")) == held]
+        out.append((half, members))
+        out += [(f"{half} / {kind}", [r for r in members if r.extra.get("kind") == kind]) for kind in KINDS]
+    out.append(("all", list(results)))
+    return [(name, members) for name, members in out if members]
+
+
+def _stored_differences(out_dir: Path, pair_id: str) -> list[Any]:
+    from graphs.run import load_result
+
+    run_dir = Path(out_dir) / "runs" / pair_id
+    return list(load_result(run_dir).differences) if (run_dir / "result.json").is_file() else []
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return round(num / den, 3) if den else None
+
+
 def split_figures(out_dir: Path, results: list[Any]) -> dict[str, dict[str, Any]]:
-    """Figures of a benchmark folder by half (tuned / held-out / all): acc@1 and acc@5 over the ranked
-    hypotheses, and a false-difference rate: the share of judged hypotheses that the run calls a difference
-    (q < :data:`FALSE_DIFFERENCE_Q` and AUROC >= :data:`FALSE_DIFFERENCE_AUROC`) that the judge scores 0
-    (strict), and the same without the called differences that name a covarying tagged finding in the right
-    direction (:data:`COVARYING_GAP`). q-values are read from each pair's ``runs/<pair_id>/result.json``."""
+    """Figures of a benchmark folder per half (tuned / held-out), per kind of pair within each half, and
+    overall.
+
+    Over the run's **differences list** (what a user reads, as SynthDiffBench reports it): acc@1 and acc@5, the
+    false-difference rate (differences judged 0 / differences reported, pooled), the same without the
+    differences that name a covarying tagged finding more present in the group they name (:data:`COVARYING_GAP`:
+    a real difference of the cohorts that the truth does not list), planted recall and differences per pair.
+    Beside them the ranked list's figures: acc@1 / acc@5 over the ranked hypotheses and the share of called
+    hypotheses (q < :data:`FALSE_DIFFERENCE_Q`, AUROC >= :data:`FALSE_DIFFERENCE_AUROC`) judged 0. The finding
+    keys of the differences and the q-values of the ranked list are read from ``runs/<pair_id>/result.json``."""
     from graphs.run import load_result
 
     out: dict[str, dict[str, Any]] = {}
-    for half, members in (
-        ("tuned", [r for r in results if not r.extra.get("heldout")]),
-        ("heldout", [r for r in results if r.extra.get("heldout")]),
-        ("all", list(results)),
-    ):
+    for name, members in _subsets(results):
         ok = [r for r in members if r.status == "ok"]
         called = wrong = covarying = 0
+        reported = false = false_covarying = 0
         for r in ok:
+            cov = r.extra.get("covarying") or {}
+            stored = _stored_differences(out_dir, r.pair_id)
+            for judged, difference in zip(r.differences, stored, strict=False):
+                if judged.score is None:
+                    continue
+                reported += 1
+                if judged.score == 0:
+                    false += 1
+                    false_covarying += _covarying_difference(difference.finding, difference.group, cov)
             run_dir = Path(out_dir) / "runs" / r.pair_id
             ranked = load_result(run_dir).ranked if (run_dir / "result.json").is_file() else []
-            for judged, item in zip(r.hypotheses, ranked, strict=False):
+            for hyp_judged, item in zip(r.hypotheses, ranked, strict=False):
                 if item.score.q_value < FALSE_DIFFERENCE_Q and item.directional_auroc >= FALSE_DIFFERENCE_AUROC:
                     called += 1
-                    if judged.score == 0:
+                    if hyp_judged.score == 0:
                         wrong += 1
                         hyp = item.hypothesis
-                        covarying += _covarying_difference(hyp.finding, hyp.group, r.extra.get("covarying") or {})
-        acc1 = [r.acc1 for r in ok if r.acc1 is not None]
-        acc5 = [r.acc5 for r in ok if r.acc5 is not None]
-        out[half] = {
+                        covarying += _covarying_difference(hyp.finding, hyp.group, cov)
+        planted = [r for r in ok if r.planted and r.planted_found is not None]
+        out[name] = {
             "pairs": len(members),
             "errors": len(members) - len(ok),
-            "acc1": round(sum(acc1) / len(acc1), 3) if acc1 else None,
-            "acc5": round(sum(acc5) / len(acc5), 3) if acc5 else None,
+            "diff_acc1": _mean3(r.diff_acc1 for r in ok),
+            "diff_acc5": _mean3(r.diff_acc5 for r in ok),
+            "false_difference_rate": _ratio(false, reported),
+            "false_difference_rate_beyond_covarying": _ratio(false - false_covarying, reported),
+            "planted_recall": _ratio(sum(r.planted_found for r in planted), sum(r.planted for r in planted)),
+            "differences_per_pair": _ratio(sum(len(r.differences) for r in ok), len(ok)),
+            "differences_reported": reported,
+            "acc1": _mean3(r.acc1 for r in ok),
+            "acc5": _mean3(r.acc5 for r in ok),
             "called_differences": called,
-            "false_difference_rate": round(wrong / called, 3) if called else None,
-            "false_difference_rate_beyond_covarying": round((wrong - covarying) / called, 3) if called else None,
+            "ranked_false_rate": _ratio(wrong, called),
+            "ranked_false_rate_beyond_covarying": _ratio(wrong - covarying, called),
         }
     return out
 
 
+def _mean3(values: Any) -> float | None:
+    known = [float(v) for v in values if v is not None]
+    return round(sum(known) / len(known), 3) if known else None
+
+
+SPLIT_COLUMNS = (
+    ("pairs", "pairs"),
+    ("errors", "errors"),
+    ("acc@1 (differences)", "diff_acc1"),
+    ("acc@5 (differences)", "diff_acc5"),
+    ("false-difference rate", "false_difference_rate"),
+    ("false-difference rate, covarying tagged findings not counted", "false_difference_rate_beyond_covarying"),
+    ("planted recall", "planted_recall"),
+    ("differences / pair", "differences_per_pair"),
+    ("acc@1 / acc@5 (ranked)", ""),
+    ("ranked list's false rate (q<0.05, AUROC>=0.7), strict / covarying not counted", "ranked_false_rate"),
+)
+
+
 def split_markdown(figures: dict[str, dict[str, Any]]) -> str:
-    """The split figures as a Markdown table."""
+    """The split figures as a Markdown table (one row per subset of :func:`split_figures`)."""
+
+    def cell(value: Any) -> str:
+        return "-" if value is None else str(value)
+
     lines = [
-        "| half | pairs | errors | acc@1 | acc@5 | differences called (q<0.05, AUROC>=0.7) | false-difference rate "
-        "(strict) | false-difference rate (covarying tagged findings not counted) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| subset | " + " | ".join(c[0] for c in SPLIT_COLUMNS) + " |",
+        "|---|" + "---|" * len(SPLIT_COLUMNS),
     ]
-    for half, f in figures.items():
-        cells = [
-            f["pairs"],
-            f["errors"],
-            f["acc1"],
-            f["acc5"],
-            f["called_differences"],
-            f["false_difference_rate"],
-            f["false_difference_rate_beyond_covarying"],
-        ]
-        lines.append(f"| {half} | " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
+    for name, f in figures.items():
+        cells = []
+        for _title, key in SPLIT_COLUMNS:
+            if key == "":
+                cells.append(f"{cell(f['acc1'])} / {cell(f['acc5'])}")
+            elif key == "ranked_false_rate":
+                cells.append(f"{cell(f[key])} / {cell(f['ranked_false_rate_beyond_covarying'])}")
+            else:
+                cells.append(cell(f[key]))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -25,6 +25,12 @@ A candidate (the best wording of a finding, in rank order) must first separate t
 Reports are a second modality, written by radiologists, so a finding they back is kept even when its image
 scores follow another difference's (two findings that co-occur in one group both stay); the describer reads
 the same pixels as the scorer, so its backing is not enough on its own.
+
+A finding that differs by an attribute both ways (right X more in A, left X more in B; a tip in the stomach in
+one group, in a bronchus in the other) gives a second difference when the reports back a wording of it with
+other attribute values in the other group. The list is ordered by :func:`effect_size`, the share difference
+in the channel that decided each difference (largest first), so a finding the reports call in most of a group
+comes before a co-occurring one they call in a fifth of it.
 """
 
 from __future__ import annotations
@@ -418,13 +424,55 @@ def select_differences(
             )
             continue
         if chosen is not None:
-            chosen_scores = rows.get(chosen.hypothesis.key)
-            difference = _difference(chosen, candidate, channels, rows, in_a, basis, conditional)
-            accepted.append((difference, chosen_scores if chosen_scores is not None else np.zeros(in_a.size)))
-            rank_of[difference.text] = position[id(candidate)]
+            for item, why in [(chosen, basis), *_other_side(chosen, significant, channels)]:
+                item_scores = rows.get(item.hypothesis.key)
+                difference = _difference(item, candidate, channels, rows, in_a, why, conditional)
+                accepted.append((difference, item_scores if item_scores is not None else np.zeros(in_a.size)))
+                rank_of[difference.text] = position[id(candidate)]
             continue
         covarying.append(_covarying(lead, channels, rows, in_a, follows, conditional, independent))
-    return sorted((d for d, _ in accepted), key=lambda d: rank_of[d.text]), covarying
+    order = sorted(accepted, key=lambda pair: (-round(effect_size(pair[0]), 2), rank_of[pair[0].text]))
+    return [d for d, _ in order], covarying
+
+
+def effect_size(difference: Difference) -> float:
+    """How much the groups differ in a difference, on one scale for every basis: the share difference (toward
+    its group) of the channel that decided it, the largest of its entries (the finding alone, or with the
+    wording's attributes); for a difference of image scores alone 2 * AUROC - 1 (which is the share difference
+    when the scores are binary calls). The differences list is ordered by it, largest first: a report-backed
+    difference called in 100 of 150 reports comes before one called in 31 of 150 whatever their text
+    similarity's AUROC."""
+    channel = difference.basis.split(":", 1)[0]
+    shares = [_towards(p, difference.group) for p in difference.prevalence if p.channel == channel]
+    return max(shares) if shares else 2.0 * difference.auroc - 1.0
+
+
+def _other_side(
+    chosen: ScoredHypothesis, significant: Sequence[ScoredHypothesis], channels: Channels
+) -> list[tuple[ScoredHypothesis, str]]:
+    """The second difference of a finding that differs by an attribute both ways (right X in A, left X in B),
+    as (wording, basis): a wording of the finding with other attribute values, more in the other group, that
+    the reports back with its attributes; none when the chosen wording states no attribute or the reports do
+    not back one."""
+    if not chosen.hypothesis.attributes or chosen.hypothesis.finding is None or channels.reports is None:
+        return []
+    stated = dict(chosen.hypothesis.attributes)
+    opposite = [
+        m
+        for m in significant
+        if m.hypothesis.group != chosen.hypothesis.group
+        and m.hypothesis.finding == chosen.hypothesis.finding
+        and any(k in stated and stated[k] != v for k, v in m.hypothesis.attributes.items())
+    ]
+    exact = []
+    for position, item in enumerate(opposite):
+        found = text_prevalence("reports", channels.reports, claims_of(item.hypothesis), item.hypothesis.group)
+        if found is not None and backs(found, item.hypothesis.group):
+            exact.append(((round(_towards(found, item.hypothesis.group), 1), -position), item, found))
+    if not exact:
+        return []
+    _key, item, found = max(exact, key=lambda e: e[0])
+    return [(item, f"reports: {found.counts()} (Fisher p={found.p_value:.2g}); the same finding, other attributes")]
 
 
 RESTATES_SHARE = 0.8

@@ -15,7 +15,8 @@ Pipeline, per report:
 3. Triggers are found per sentence: pre- and post-negation ("no", "without", "negative for", "free of",
    "clear of", "resolution of", "is not seen", "has resolved", "have been removed"), pre- and
    post-uncertainty ("may", "possible", "likely", "suggestive of", "concerning for", "questionable",
-   "borderline", "versus", "cannot be excluded", "is suspected") and pseudo-triggers that look like
+   "borderline", "versus", "cannot be excluded", "is suspected"; the IU reports' anonymised hedges "most XXXX",
+   ", XXXX atelectasis", "is XXXX a hernia") and pseudo-triggers that look like
    triggers but are not ("no change in", "to suggest"). Overlapping triggers keep the longest.
 4. Scope: a pre-trigger covers the mentions after it up to a terminator ("but", "however", "although",
    "which", "except", ";", ":", "with" for negation, a comma that starts a new clause such as ", the" or
@@ -229,68 +230,79 @@ EXTRA_PATTERNS: tuple[_Pattern, ...] = (
     # ---- the real-radiograph vocabulary (not planted by SynthCXR)
     _Pattern(
         "enlarged_cardiomediastinum",
-        r"\b(?:cardio)?mediastinal\s+(?:silhouette|contours?|shadow)\s+(?:[\w-]+\s+){0,4}?(?:enlarged|widened|wide)\b",
+        r"\b(?:cardio)?mediastinal\s+(?:silhouette|contours?|shadow)\s+(?:[\w-]+\s+){0,4}?(?:enlarged|widened|wide)\b"
+        r"|\bmediastinum\b(?:\s+and\s+[\w\s]{1,30}?)?\s+(?:is|are|appears?)\s+(?:\w+\s+){0,2}(?:prominent|enlarged|widened)\b",
     ),
     _Pattern(
         "enlarged_cardiomediastinum",
         r"\b(?:cardio)?mediastinal\s+(?:silhouettes?|contours?|shadow|structures),?\s+(?:(?!enlarg|widen)[\w/,-]+\s+){0,6}?"
         rf"(?:{_NORMAL}|stable|intact|appropriate)\b"
-        r"|\bnormal(?:[\s-]appearing)?(?:\s+[\w-]+){0,4}?\s+(?:and\s+)?(?:cardio)?mediastinal\s+(?:silhouettes?|contours?)\b"
+        r"|\bnormal(?:[\s-]appearing)?(?:\s+[\w-]+){0,4}?\s+(?:and\s+)?(?:cardio)?mediastinal\s+(?:and\s+\w+\s+)?"
+        r"(?:silhouettes?|contours?)\b|\bunremarkable\s+(?:cardio)?mediastinal\s+(?:silhouettes?|contours?)\b"
         r"|\b(?:mediastinum|mediastinal\s+width)\s+(?:is|are|appears?)\s+(?:\w+\s+)?(?:normal|unremarkable|not\s+widened)\b"
-        rf"|\bmediastinum\b(?=(?:\s+and\s+[\w\s]{{1,30}}?)\s+(?:are|appear)\s+(?:\w+\s+)?{_NORMAL})",
+        rf"|\bmediastinum\b(?=(?:\s+and\s+[\w\s]{{1,30}}?)\s+(?:are|appear)\s+(?:\w+\s+){{0,3}}{_NORMAL})",
         "negated",
     ),
     _Pattern(
         "calcified_granuloma",
-        r"\bgranulomatous\b|\bcalcified\b(?:[\s,]+(?:and\s+)?[\w-]+){0,3}?\s+(?:lymph\b|nod(?:e|es|ule|ules)\b)"
+        r"\bgranulomatous\b|\bcalcified\b(?:[\s,]+(?:and\s+)?[\w/-]+){0,3}?\s+(?:lymph\b|nod(?:e|es|ule|ules)\b)"
+        r"|\bcalcified\s+(?:left\s+|right\s+|bilateral\s+)?(?:hilar|mediastinal|paratracheal)\s+xxxx\b"
         r"|\bnod(?:ule|ules)\b(?:\s+[\w-]+){0,3}?\s+(?:is|are|appears?)\s+(?:\w+\s+)?calcified\b",
     ),
     _Pattern(
         "degenerative_spine",
         r"\bdegenerative\b[^.;]{0,50}?\b(?:spine|spinal|vertebra\w*|thoracic|lumbar|endplates?|dis[ck]s?|spondyl\w*)\b"
         r"|\b(?:spine|spinal|vertebra\w*)\b[^.;]{0,30}?\bdegenerative\b|\bspondylo\w+\b|\bosteophyt\w*\b"
-        r"|\bdjd\b(?=[^.;]{0,30}\bspine)",
+        r"|\bdjd\b(?=[^.;]{0,30}\bspine)"
+        r"|\b(?:arthritic|arthritis|arthropathy|degeneration)\b[^.;]{0,30}?\b(?:spine|spinal|vertebra\w*|facets?)\b"
+        r"|\b(?:cervical|thoracic|lumbar|thoracolumbar|spine|spinal)\s+(?:[\w-]+\s+)?(?:arthritis|arthritic|arthropathy)\b",
     ),
     _Pattern(
         "aortic_tortuosity",
-        r"\btortuous\b(?:[\s,]+(?:and\s+)?[\w-]+){0,3}?\s+(?:thoracic\s+|descending\s+)?aort(?:a|ic)\b"
+        r"\b(?:tortuous|unfolded|unfolding\s+of\s+the|ectatic)\b(?:[\s,]+(?:and\s+)?[\w-]+){0,3}?\s+"
+        r"(?:thoracic\s+|descending\s+)?aort(?:a|ic)\b"
         r"|\baort(?:a|ic\s+arch|ic\s+knob)\b(?:\s+[\w,]+){0,3}?\s+(?:tortuous|ectatic|unfolded)\b"
-        r"|\btortuosity\b(?:\s+\w+){0,5}?\s+aort",
+        r"|\b(?:tortuosity|unfolding|ectasia)\b(?:\s+\w+){0,5}?\s+aort"
+        r"|\baort(?:a|ic)\b(?:\s+[\w,]+){0,2}?\s+and\s+(?:tortuosity|ectasia|unfolding)\b",
     ),
     _Pattern(
         "aortic_calcification",
         r"\bcalcifi(?:ed|cation|cations|c)\b(?:[\s,]+(?:and\s+|of\s+|in\s+|within\s+|the\s+)?[\w-]+){0,4}?\s+aort(?:a|ic)\b"
-        r"|\baort(?:a|ic\s+arch|ic\s+knob)\b(?:\s+[\w,]+){0,3}?\s+(?:calcified|calcifications?|atherosclerotic)\b"
-        r"|\batherosclerotic\b(?:\s+[\w-]+){0,3}?\s+(?:aort\w*|calcifications?)",
+        r"|\baort(?:a|ic)\b(?:\s+[\w,]+){0,3}?\s+(?:calcified|calcifications?|atherosclero\w+)\b"
+        r"|\batherosclerotic\b(?:\s+[\w-]+){0,4}?\s+(?:aort\w*|calcifications?)",
     ),
     _Pattern(
         "hilar_prominence",
         r"\bhil(?:a|um|ar\s+(?:contours?|structures|regions?|shadows?))\s+(?:are|is|appears?|remains?)\s+(?:\w+\s+)?"
-        r"(?:prominent|enlarged|full|bulky)\b|\bprominen(?:t|ce\s+of\s+the)\s+(?:left\s+|right\s+|bilateral\s+)?hil\w+",
+        r"(?:prominent|enlarged|full|bulky)\b"
+        r"|\bprominen(?:t|ce\s+of\s+the)\s+(?:(?:left|right|bilateral|both)\s+(?:and\s+)?){0,2}(?:peri|para)?hil\w+"
+        r"|\b(?:peri|para)?hil(?:a|um|ar\s+(?:contours?|structures|regions?))\s+(?:are|is|appears?)\s+(?:\w+\s+){1,2}"
+        r"(?:prominent|enlarged|full|bulky)\b",
     ),
     _Pattern(
         "hilar_prominence",
         r"\bhil(?:a|um|ar\s+(?:contours?|structures|regions?|shadows?))\s+(?:are|is|appears?)\s+(?:\w+\s+)?"
         r"(?:normal|unremarkable|within\s+normal\s+limits)\b"
-        r"|\bnormal\b(?:\s+[\w-]+){0,4}?\s+(?:and\s+)?hilar\s+(?:contours?|structures)\b"
-        rf"|\b(?:peri)?hil(?:a|um|ar\s+(?:contours?|structures))\b(?=\s+(?:are|is|appear)\s+(?:\w+\s+)?{_NORMAL})",
+        r"|\bnormal\b(?:\s+[\w-]+){0,4}?\s+(?:and\s+)?hilar\s+(?:contours?|structures|vascular\w*|vessels|regions?)\b"
+        rf"|\b(?:peri)?hil(?:a|um|ar\s+(?:contours?|structures))\b(?=\s+(?:are|is|appear)\s+(?:\w+\s+){{0,3}}{_NORMAL})",
         "negated",
     ),
     _Pattern(
         "elevated_hemidiaphragm",
-        r"\b(?:left|right)\s+hemidiaphragm\s+(?:is\s+|remains\s+|appears\s+)?(?:\w+\s+)?elevated\b"
+        r"\b(?:left|right)\s+(?:hemi)?diaphragm\s+(?:is\s+|remains\s+|appears\s+)?(?:\w+\s+)?elevated\b"
         r"|\belevat(?:ed|ion)\s+(?:of\s+)?(?:the\s+)?(?:left|right)\s+(?:hemi)?diaphragm\b"
         r"|\beventration\b",
     ),
     _Pattern(
         "pleural_thickening",
         r"\bthicken(?:ed|ing)\s+(?:of\s+)?(?:the\s+)?(?:\w+\s+)?pleura\b|\bpleural[\s-]based\s+thickening\b"
-        r"|\bpleural\s+(?:\w+\s+)?thickening\b",
+        r"|\bpleural\s+(?:\w+\s+)?thickening\b|\b(?:bi)?apical\s+thickening\b",
     ),
     _Pattern("scarring", r"\bscar(?:s|ring|red)?\b|\bfibro(?:sis|tic)\b|\bcicatri\w+"),
     _Pattern(
         "interstitial_markings",
-        r"\binterstitial\s+(?:lung\s+)?(?:markings|prominence|disease|changes|pattern|thickening|opacit(?:y|ies))\b"
+        r"\binterstitial\s+(?:and\s+\w+\s+)?(?:lung\s+)?(?:markings|prominence|disease|changes|pattern|thickening|"
+        r"opacit(?:y|ies)|infiltrat(?:es?|ion))\b"
         r"|\b(?:interstitial|bronchovascular|lung)\s+markings\s+(?:are|is|appear)\s+(?:\w+\s+)?"
         r"(?:increased|prominent|coarse(?:ned)?|accentuated)\b",
     ),
@@ -302,9 +314,10 @@ EXTRA_PATTERNS: tuple[_Pattern, ...] = (
     ),
     _Pattern(
         "fracture",
-        r"\b(?:osseous|bony)\s+(?:structures|thorax)\s+(?:are\s+|is\s+|appear\s+)?(?:[\w-]+\s+){0,3}?"
+        r"\b(?:osseous|bony)\s+(?:structures|thorax)\s+(?:are\s+|is\s+|appear\s+)?(?:[\w-]+\s+){0,6}?"
         r"(?:intact|unremarkable|normal)\b|\bacute\s+(?:bony|osseous)\s+(?:abnormalit(?:y|ies)|findings?|injur(?:y|ies))\b"
-        r"|\b(?:osseous|bony)\s+(?:structures|thorax)\b[^.;]{0,40}?\bwithout\s+(?:\w+\s+)?(?:abnormalit|fractur|findings?)\w*",
+        r"|\b(?:osseous|bony)\s+(?:structures|thorax)\b[^.;]{0,100}?\b(?:without|no)\s+(?:\w+\s+)?"
+        r"(?:abnormalit|fractur|findings?)\w*",
         "negated",
     ),
     _Pattern(
@@ -315,14 +328,22 @@ EXTRA_PATTERNS: tuple[_Pattern, ...] = (
     _Pattern("surgical_clips", r"\b(?:surgical|vascular|metallic)?\s*clips?\b(?!\s+art)"),
     _Pattern("hiatal_hernia", r"\bhiatal\b|\bhernia(?:tion)?\s+of\s+the\s+stomach\b"),
     _Pattern(
-        "scoliosis", r"\bscolio\w+\b|\b(?:dextro|levo)(?:convex|scolio\w*)\b|\bcurvature\s+of\s+the\s+\w*\s*spine\b"
+        "scoliosis",
+        r"\bscolio\w+\b|\b(?:dextro|levo)(?:convex\w*|scolio\w*|curvature)\b"
+        r"|\bcurvature\s+(?:of|involving)\s+the\s+(?:[\w-]+\s+){0,2}spine\b",
     ),
     _Pattern("kyphosis", r"\bkypho\w+\b"),
+    _Pattern(
+        "kyphosis",
+        r"\b(?:straighten(?:ed|ing)|loss)\s+of\s+(?:the\s+)?(?:normal\s+)?(?:thoracic\s+)?kyphosis\b",
+        "negated",
+    ),
     _Pattern("stent", r"\bstents?\b"),
     _Pattern(
         "orthopedic_hardware",
-        r"\b(?:screw|internal|plate|surgical)\s+fixation\b|\bfixation\s+(?:hardware|plates?|screws?)\b"
-        r"|\borthop(?:a)?edic\s+(?:hardware|xxxx|fixation|screws?|plates?)\b",
+        r"\b(?:screw|internal|plate|surgical|spinal|spine|cervical|lumbar)\s+fixation\b|\bfixation\s+(?:hardware|plates?|screws?)\b"
+        r"|\borthop(?:a)?edic\s+(?:hardware|xxxx|fixation|screws?|plates?)\b"
+        r"|\b(?:spinal|fixation|fusion|harrington|paraspinal)\s+rods?\b|\bscrews?\b",
     ),
 )
 
@@ -406,6 +427,15 @@ TRIGGERS: tuple[_Trigger, ...] = (
         "pre_unc",
         6,
     ),
+    # the IU reports' anonymisation often replaced a hedge word by "XXXX": "most XXXX" (most likely), a clause
+    # opened by ", XXXX <finding>" or ", XXXX representing" (likely), "which is XXXX a hernia"; "XXXX consistent
+    # with" stays a positive reading
+    _Trigger(
+        r"(?:most|more)\s+xxxx|(?<=,\s)xxxx(?=\s+(?!xxxx|consistent|compatible|on\b|and\b|in\b)(?-i:[a-z]))|"
+        r"(?<=\bis\s)xxxx(?=\s+(?:a|an|represent\w*)\b)",
+        "pre_unc",
+        6,
+    ),
     # uncertainty in either direction ("possible effusion" / "effusion is possible", "X versus Y")
     _Trigger(
         r"(?:(?:is|are)\s+(?:also\s+)?)?(?:suspected|possible|probable|questioned|favou?red)|versus|vs\.?",
@@ -418,7 +448,7 @@ TRIGGERS: tuple[_Trigger, ...] = (
         r"suggestive\s+of|concerning\s+for|concern\s+for|worrisome\s+for|question\s+of|"
         r"(?:cannot|can\s+not|can't|could\s+not)\s+(?:exclude|rule\s+out)|rule[\s-]out|r/o|"
         r"differential(?:\s+diagnosis)?(?:\s+considerations?)?(?:\s+(?:includes?|of))?|considerations?\s+include|"
-        r"favou?ring|uncertain|representing\s+either|either",
+        r"favou?ring|uncertain|representing\s+either|either|suggestion\s+of",
         "pre_unc",
     ),
     # uncertainty, after the finding

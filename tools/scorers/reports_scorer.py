@@ -10,6 +10,10 @@ embedding gets wrong, negation:
   *contradicts* the hypothesis: it does not count as support however similar its words are.
 * A sentence that agrees by label supports it at its similarity; an uncertain mention of a wanted-present
   finding supports it at ``uncertain_weight`` times its similarity.
+* A sentence that affirms a wanted-present finding with another value of an attribute the hypothesis states
+  (:data:`EXCLUSIVE_ATTRIBUTES`: "left pleural effusion" for "right pleural effusion", "small" for "large")
+  contradicts it too: it describes the finding, and not as the hypothesis does. Without this a report-only
+  run cannot tell a right-sided cohort from a left-sided one (their sentences are equally similar).
 * Study score = best support - best contradiction, where the contradiction term is dropped when some
   sentence agrees by label (one positive statement settles it, as in the labeler's report summary).
 
@@ -43,6 +47,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REPORTS_MODEL_ID = "reports-minilm"
+EXCLUSIVE_ATTRIBUTES = ("side", "size", "severity", "lobe")
+"""Attributes whose values exclude one another for one mention of a finding (a right-sided mention is not a left
+one; 'bilateral' is a value of its own)."""
 
 
 @dataclass(frozen=True)
@@ -51,19 +58,35 @@ class _HypothesisLabels:
     absent: frozenset[str]
     phrase: str = ""
     phrase_negated: bool = False
+    attributes: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    """Per present finding, the exclusive attributes (:data:`EXCLUSIVE_ATTRIBUTES`) the hypothesis states."""
+
+    def conflicts(self, mention: Mention) -> bool:
+        """True when a mention of a wanted-present finding states another value of an attribute the hypothesis
+        states."""
+        wanted = dict(dict(self.attributes).get(mention.finding, ()))
+        return any(k in mention.attributes and mention.attributes[k] != v for k, v in wanted.items())
 
 
 _NEGATED_PHRASE = re.compile(r"^\s*(?:no|without|absence\s+of)\s+", re.I)
 
 
 def _hypothesis_labels(text: str) -> _HypothesisLabels:
-    summary = label_report(text).summary
+    labels = label_report(text)
+    summary = labels.summary
     phrase = _NEGATED_PHRASE.sub("", text).strip()
+    present = frozenset(k for k, v in summary.items() if v != "negated")
+    attributes: dict[str, dict[str, str]] = {}
+    for m in labels.mentions:
+        if m.finding in present and m.status != "negated":
+            stated = attributes.setdefault(m.finding, {})
+            stated.update({k: v for k, v in m.attributes.items() if k in EXCLUSIVE_ATTRIBUTES})
     return _HypothesisLabels(
-        present=frozenset(k for k, v in summary.items() if v != "negated"),
+        present=present,
         absent=frozenset(k for k, v in summary.items() if v == "negated"),
         phrase=phrase,
         phrase_negated=phrase != text.strip(),
+        attributes=tuple(sorted((k, tuple(sorted(v.items()))) for k, v in attributes.items() if v)),
     )
 
 
@@ -187,7 +210,7 @@ class ReportTextScorer:
         verdict, weight = "neutral", 1.0
         for m in sentence_mentions:
             if m.finding in hyp.present:
-                if m.status == "negated":
+                if m.status == "negated" or (m.status == "positive" and hyp.conflicts(m)):
                     return "contradicts", 0.0
                 if m.status == "positive":
                     verdict, weight = "agrees", 1.0
