@@ -32,7 +32,8 @@ requires_mini_weights = pytest.mark.skipif(not _mini_weights_present(), reason="
 @pytest.fixture(scope="session")
 def effusion_pair(tmp_path_factory):  # type: ignore[no-untyped-def]
     """The SynthCXR 'effusion' preset (moderate right effusion vs none), 24 studies per group, built once."""
-    from evals.synth.bench import PRESETS, build_pair
+    from evals.synth.bench import build_pair
+    from evals.synth.pairs import PRESETS
     from tools.data.jsonl_pairs import load_jsonl_pair
 
     root = tmp_path_factory.getbasetemp() / "synth-cache"

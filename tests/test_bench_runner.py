@@ -188,7 +188,8 @@ def _weights_present() -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(not _weights_present(), reason="mini model weights not trained yet")
 def test_smoke_offline_stack_on_tiny_synth_pairs(tmp_path: Path) -> None:
-    from evals.synth.bench import PRESETS, build_pair
+    from evals.synth.bench import build_pair
+    from evals.synth.pairs import PRESETS
     from tools.settings import Settings
 
     specs = [PRESETS["cardiomegaly"].model_copy(update={"n_a": 8, "n_b": 8, "size": 128})]

@@ -183,7 +183,8 @@ def synthdiffbench(
 
     ``names`` builds only those pairs (the others are not rendered).
     """
-    from evals.synth.bench import build_suite, default_suite
+    from evals.synth.bench import build_suite
+    from evals.synth.pairs import default_suite
 
     specs = default_suite(n=n, size=size)
     if names:

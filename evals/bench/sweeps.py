@@ -34,7 +34,7 @@ NUISANCE_FIELD = {"view": "view_position", "pacemaker": "pacemaker"}
 
 
 def _suite_specs(bases: Sequence[str], n: int, size: int) -> list[Any]:
-    from evals.synth.bench import default_suite
+    from evals.synth.pairs import default_suite
 
     specs = {s.name: s for s in default_suite(n=n, size=size)}
     unknown = [b for b in bases if b not in specs]

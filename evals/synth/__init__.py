@@ -16,16 +16,9 @@ Public API (stable names others build on):
 - :func:`contact_sheet` ``(path, size=256, seed=0)``.
 """
 
-from evals.synth.bench import (
-    DEFAULT_BACKGROUND,
-    PRESETS,
-    SynthPairSpec,
-    build_pair,
-    build_suite,
-    default_suite,
-    random_findings,
-)
+from evals.synth.bench import DEFAULT_BACKGROUND, SynthPairSpec, build_pair, build_suite, random_findings
 from evals.synth.findings import FINDING_SPECS, FindingSpec, PlantedFinding
+from evals.synth.pairs import PRESETS, default_suite
 from evals.synth.render import Renderer, SynthSample, get_renderer, render_sample
 from evals.synth.reports import parse_report, write_report
 from evals.synth.sheet import contact_sheet

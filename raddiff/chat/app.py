@@ -34,7 +34,7 @@ def build_app(config: AppConfig) -> Any:
     """The Gradio Blocks app (not launched)."""
     import gradio as gr
 
-    from evals.synth.bench import PRESETS
+    from evals.synth.pairs import PRESETS
 
     def session_of(thread: str | None) -> ChatSession | None:
         return open_session(thread)

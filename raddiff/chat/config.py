@@ -113,7 +113,8 @@ def load_source_with_skips(
 
     roots = config.readable_roots()
     if kind == "SynthCXR preset":
-        from evals.synth.bench import PRESETS, build_pair
+        from evals.synth.bench import build_pair
+        from evals.synth.pairs import PRESETS
 
         if preset not in PRESETS:
             raise InputError(f"preset {preset!r}: unknown (known: {', '.join(PRESETS)})")

@@ -193,7 +193,8 @@ def demo_arguments(parser: argparse.ArgumentParser) -> None:
 def _demo(args: argparse.Namespace) -> int:
     import time
 
-    from evals.synth.bench import PRESETS, build_pair
+    from evals.synth.bench import build_pair
+    from evals.synth.pairs import PRESETS
     from tools.data.jsonl_pairs import load_jsonl_pair
 
     settings = settings_from(args)

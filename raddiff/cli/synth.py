@@ -109,7 +109,8 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from evals.synth.bench import PRESETS, build_pair, build_suite, default_suite
+    from evals.synth.bench import build_pair, build_suite
+    from evals.synth.pairs import PRESETS, default_suite
     from raddiff.cli.common import settings_from
     from tools.domain import InputError
 

@@ -20,7 +20,8 @@ def main() -> None:
     """Run the benchmark and print its figures."""
     from agent.context import RunContext
     from agent.trace import read_trace
-    from evals.synth.bench import PRESETS, build_pair
+    from evals.synth.bench import build_pair
+    from evals.synth.pairs import PRESETS
     from graphs.run import run_agent
     from tools.data.jsonl_pairs import load_jsonl_pair
     from tools.settings import load_settings
