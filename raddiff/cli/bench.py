@@ -1,4 +1,4 @@
-"""``raddiff bench run|list|report|sweep|agreement|reproduce`` (light to import; work happens in ``_run_*``)."""
+"""``raddiff bench run|list|report|diff|sweep|agreement|reproduce`` (light to import; work happens in ``_run_*``)."""
 
 from __future__ import annotations
 
@@ -59,6 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     report = sub.add_parser("report", help="Rebuild summary.md / summary.json of benchmark folders.")
     report.add_argument("folders", type=Path, nargs="+", help="Benchmark folders (with pairs/*.json).")
     report.set_defaults(run=_report)
+
+    diff = sub.add_parser("diff", help="Compare two benchmark folders pair by pair (behaviour unchanged?).")
+    diff.add_argument("before", type=Path, help="Benchmark folder of the baseline run.")
+    diff.add_argument("after", type=Path, help="Benchmark folder of the run to compare.")
+    diff.add_argument("--limit", type=int, default=50, help="Most changed fields printed.")
+    diff.set_defaults(run=_diff)
 
     sweep = sub.add_parser("sweep", help="Robustness sweep on SynthDiffBench: purity, size or confounded.")
     sweep.add_argument("kind", choices=["purity", "size", "confounded"])
@@ -201,6 +207,14 @@ def _report(args: argparse.Namespace) -> int:
         summary = write_summary(folder, results, title=str(folder))
         print(summary_markdown(summary, str(folder)))
     return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from evals.bench.compare import diff_bench_dirs
+
+    found = diff_bench_dirs(args.before, args.after)
+    print("\n".join(found.lines(args.limit)))
+    return 0 if found.identical else 1
 
 
 def _sweep(args: argparse.Namespace) -> int:
