@@ -190,8 +190,6 @@ def reflect(state: State, runtime: Runtime[RunContext]) -> dict[str, Any]:
 
 
 MAX_FAILED_TOOL_CALLS = 3
-
-
 """Failed zooms after which the run stops (a policy that keeps choosing unusable regions learns nothing)."""
 
 

@@ -269,3 +269,30 @@ def openai_endpoint(base_url: str | None = None, *, module: str = "", flag: str 
     if key:
         return Availability(True, "OPENAI_API_KEY set (OpenAI)")
     return Availability(False, f"OPENAI_API_KEY not set, and no base URL (OPENAI_BASE_URL or {flag})")
+
+
+def openai_compatible_backends(*, what: str, factory: str, flag: str) -> tuple[Backend, Backend]:
+    """The two entries of an LLM backend behind an OpenAI-compatible chat endpoint (langchain-openai):
+    ``openai:MODEL`` and, as the catch-all, a bare model name served at ``flag``'s base URL. ``what`` names the
+    backend in their descriptions ("The LLM policy")."""
+
+    def check(argument: str) -> Availability:
+        return openai_endpoint(module="langchain_openai", flag=flag)
+
+    common: dict[str, Any] = {"factory": factory, "check": check, "install": "pip install langchain-openai"}
+    return (
+        Backend(
+            name="openai",
+            syntax="openai:MODEL",
+            description=f"{what} on an OpenAI model (or the OpenAI-compatible server of {flag}).",
+            argument="required",
+            **common,
+        ),
+        Backend(
+            name="model",
+            syntax="MODEL",
+            description=f"{what} on a model name served by an OpenAI-compatible server ({flag}).",
+            fallback=True,
+            **common,
+        ),
+    )

@@ -10,7 +10,7 @@ from agent.context import RunContext
 from agent.schemas import Decision
 from agent.state import Observation
 from tools.domain import Hypothesis, ScoredHypothesis
-from tools.plugins import Availability, Backend, Registry, module_available, needs_modules, openai_endpoint
+from tools.plugins import Availability, Backend, Registry, module_available, needs_modules, openai_compatible_backends
 
 
 class Policy(Protocol):
@@ -67,10 +67,6 @@ def _check_local(argument: str) -> Availability:
     return Availability(True, f"xllamacpp installed, GGUF parts present: {name}, {model.parts} parts")
 
 
-def _check_openai(argument: str) -> Availability:
-    return openai_endpoint(module="langchain_openai")
-
-
 POLICIES = Registry("policy")
 """Every agent policy, selected by ``RunContext.llm`` (``--llm``)."""
 
@@ -93,28 +89,10 @@ POLICIES.register(
         install='pip install -e ".[local-llm]"',
     )
 )
-POLICIES.register(
-    Backend(
-        name="openai",
-        syntax="openai:MODEL",
-        description="The LLM policy on an OpenAI model (or the OpenAI-compatible server of --llm-base-url).",
-        factory="agent.policies.llm:LLMPolicy",
-        argument="required",
-        check=_check_openai,
-        install="pip install langchain-openai",
-    )
-)
-POLICIES.register(
-    Backend(
-        name="model",
-        syntax="MODEL",
-        description="The LLM policy on a model name served by an OpenAI-compatible server (--llm-base-url).",
-        factory="agent.policies.llm:LLMPolicy",
-        fallback=True,
-        check=_check_openai,
-        install="pip install langchain-openai",
-    )
-)
+for _backend in openai_compatible_backends(
+    what="The LLM policy", factory="agent.policies.llm:LLMPolicy", flag="--llm-base-url"
+):
+    POLICIES.register(_backend)
 
 
 def make_policy(context: RunContext) -> Policy:

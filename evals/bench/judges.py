@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol, cast
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.domain import GroupLabel, InputError, RadDiffError
-from tools.plugins import Availability, Backend, Registry, openai_endpoint
+from tools.plugins import Availability, Backend, Registry, openai_compatible_backends
 
 Score = Literal[0, 1, 2]
 
@@ -76,13 +76,7 @@ def _check_structured(argument: str) -> Availability:
     return Availability(True, "offline; needs pairs with structured truth, e.g. SynthDiffBench")
 
 
-def _check_llm(argument: str) -> Availability:
-    return openai_endpoint(module="langchain_openai", flag="--judge-base-url")
-
-
 JUDGES = Registry("judge")
-
-
 """Every judge (``raddiff bench --judge``)."""
 
 
@@ -97,30 +91,10 @@ JUDGES.register(
 )
 
 
-JUDGES.register(
-    Backend(
-        name="openai",
-        syntax="openai:MODEL",
-        description="The RadDiff LLM judge on an OpenAI model (or the server of --judge-base-url).",
-        factory="evals.bench.llm_judge:LLMJudge",
-        argument="required",
-        check=_check_llm,
-        install="pip install langchain-openai",
-    )
-)
-
-
-JUDGES.register(
-    Backend(
-        name="model",
-        syntax="MODEL",
-        description="The RadDiff LLM judge on a model name served by an OpenAI-compatible server (--judge-base-url).",
-        factory="evals.bench.llm_judge:LLMJudge",
-        fallback=True,
-        check=_check_llm,
-        install="pip install langchain-openai",
-    )
-)
+for _backend in openai_compatible_backends(
+    what="The RadDiff LLM judge", factory="evals.bench.llm_judge:LLMJudge", flag="--judge-base-url"
+):
+    JUDGES.register(_backend)
 
 
 def make_judge(spec: str, *, base_url: str | None = None, max_retries: int = 2) -> Judge:

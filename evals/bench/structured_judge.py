@@ -30,11 +30,7 @@ ORDINAL = {
 
 
 COMPARED_ATTRS = ("side", "size", "severity", "lobe", "tip", "zone", "direction", "pattern")
-
-
 LOBE_SIDE = {"RUL": "right", "RML": "right", "RLL": "right", "LUL": "left", "LLL": "left"}
-
-
 _REWRITES: tuple[tuple[str, str], ...] = (
     (
         r"\bfluid (?:collection )?in the (left |right |both |bilateral )?pleural (?:space|cavit(?:y|ies))s?\b",
@@ -87,8 +83,6 @@ def _other(group: GroupLabel) -> GroupLabel:
 
 
 _BARE_OPACITY = r"\b(?:airspace |air-space |focal |confluent |patchy |lobar |dense )*opacit(?:y|ies|ification)\b"
-
-
 _QUALIFIED_OPACITY = r"\b(?:airspace |air-space |focal |confluent |patchy |lobar |dense )+opacit(?:y|ies|ification)\b"
 
 

@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 
 
 BENCH_VERSION = 1
-
-
 Progress = Callable[[int, int], None]
 
 

@@ -453,7 +453,5 @@ def _presets() -> dict[str, SynthPairSpec]:
 
 
 PRESETS: dict[str, SynthPairSpec] = _presets()
-
-
 """Ready-made pairs for the demo and tests: 'effusion' (moderate right effusion vs none, 30 per group),
 'cardiomegaly', 'pneumothorax', 'cvc', 'ng_tube'."""

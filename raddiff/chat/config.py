@@ -18,8 +18,6 @@ from tools.domain import Comparison, InputError
 from tools.settings import Settings
 
 SOURCE_KINDS = ("SynthCXR preset", "Two folders", "CSV file", "Benchmark pair (JSONL)")
-
-
 LOOPBACK = "127.0.0.1"
 
 

@@ -43,11 +43,7 @@ _REGION_WORDS = {
 
 
 _SIDED = ("lower_zone", "mid_zone", "upper_zone", "apex", "hilum", "costophrenic_angle")
-
-
 _MORE = re.compile(r"\b(more rounds?|another round|keep going|continue|go on|dig deeper)\b", re.I)
-
-
 _HYPOTHESIS = re.compile(
     r"^\s*(?:please\s+)?(?:test|check|score|try)\s+(?:my\s+|the\s+|this\s+)?(?:hypothesis\s*)?(?:that\s+)?[:\-]?\s*(.+)$",
     re.I,
@@ -55,8 +51,6 @@ _HYPOTHESIS = re.compile(
 
 
 _ZOOM = re.compile(r"\b(?:look at|zoom(?: in)?(?: on| into| to)?|focus on|examine)\s+(?:the\s+)?(.+)$", re.I)
-
-
 _GROUP = re.compile(r"\s*[,;(]?\s*(?:is\s+)?more\s+(?:in|common in|frequent in)\s+(?:group\s+)?([AB])\b\)?", re.I)
 
 

@@ -22,11 +22,7 @@ from tools.data.studies import (
 from tools.domain import InputError, SkippedItem, Study, StudySet
 
 CSV_REQUIRED = ("path", "group_name")
-
-
 CSV_REPORT_COLUMNS = ("report", "report_path")
-
-
 """A CSV with one of these columns and no ``path`` column holds report-only studies."""
 
 
