@@ -287,3 +287,4 @@ def test_differences_are_ordered_by_the_effect_in_the_deciding_channel() -> None
     )
     assert [d.text for d in differences] == ["pulmonary scarring", "calcified granuloma"]
     assert effect_size(differences[0]) == pytest.approx(30 / 40) and effect_size(differences[1]) == pytest.approx(0.3)
+    assert [d.decided_by for d in differences] == ["reports", "reports"]

@@ -306,6 +306,9 @@ class Difference(BaseModel):
     q_value: float
     prevalence: list[Prevalence] = Field(default_factory=list, description="Per-study calls, one entry per channel.")
     basis: str = Field(default="", description="Why it is reported as an independent difference.")
+    decided_by: PrevalenceChannel | None = Field(
+        default=None, description="The channel whose calls decided it (None: its image scores alone)."
+    )
     conditional_p: float | None = Field(
         default=None, description="p of the group effect on its scores given the differences listed before it."
     )

@@ -414,7 +414,7 @@ def select_differences(
             known = [(t, r) for t, r in rhos if r is not None]
             follows = max(known, key=lambda tr: tr[1]) if known else None
         independent = not accepted or (conditional is not None and conditional < INDEPENDENCE_ALPHA)
-        chosen, basis = _decide(significant, channels, independent, conditional, accepted)
+        chosen, basis, decided_by = _decide(significant, channels, independent, conditional, accepted)
         restated = _restates(lead, channels, [d for d, _ in accepted]) if chosen is not None else None
         if restated is not None:
             covarying.append(
@@ -424,9 +424,9 @@ def select_differences(
             )
             continue
         if chosen is not None:
-            for item, why in [(chosen, basis), *_other_side(chosen, significant, channels)]:
+            for item, why, channel in [(chosen, basis, decided_by), *_other_side(chosen, significant, channels)]:
                 item_scores = rows.get(item.hypothesis.key)
-                difference = _difference(item, candidate, channels, rows, in_a, why, conditional)
+                difference = _difference(item, candidate, channels, rows, in_a, why, conditional, channel)
                 accepted.append((difference, item_scores if item_scores is not None else np.zeros(in_a.size)))
                 rank_of[difference.text] = position[id(candidate)]
             continue
@@ -442,18 +442,17 @@ def effect_size(difference: Difference) -> float:
     when the scores are binary calls). The differences list is ordered by it, largest first: a report-backed
     difference called in 100 of 150 reports comes before one called in 31 of 150 whatever their text
     similarity's AUROC."""
-    channel = difference.basis.split(":", 1)[0]
-    shares = [_towards(p, difference.group) for p in difference.prevalence if p.channel == channel]
+    shares = [_towards(p, difference.group) for p in difference.prevalence if p.channel == difference.decided_by]
     return max(shares) if shares else 2.0 * difference.auroc - 1.0
 
 
 def _other_side(
     chosen: ScoredHypothesis, significant: Sequence[ScoredHypothesis], channels: Channels
-) -> list[tuple[ScoredHypothesis, str]]:
+) -> list[tuple[ScoredHypothesis, str, PrevalenceChannel]]:
     """The second difference of a finding that differs by an attribute both ways (right X in A, left X in B),
-    as (wording, basis): a wording of the finding with other attribute values, more in the other group, that
-    the reports back with its attributes; none when the chosen wording states no attribute or the reports do
-    not back one."""
+    as (wording, basis, the deciding channel): a wording of the finding with other attribute values, more in the
+    other group, that the reports back with its attributes; none when the chosen wording states no attribute or
+    the reports do not back one."""
     if not chosen.hypothesis.attributes or chosen.hypothesis.finding is None or channels.reports is None:
         return []
     stated = dict(chosen.hypothesis.attributes)
@@ -472,7 +471,8 @@ def _other_side(
     if not exact:
         return []
     _key, item, found = max(exact, key=lambda e: e[0])
-    return [(item, f"reports: {found.counts()} (Fisher p={found.p_value:.2g}); the same finding, other attributes")]
+    basis = f"reports: {found.counts()} (Fisher p={found.p_value:.2g}); the same finding, other attributes"
+    return [(item, basis, "reports")]
 
 
 RESTATES_SHARE = 0.8
@@ -535,8 +535,9 @@ def _decide(
     independent: bool,
     conditional: float | None,
     accepted: list[tuple[Difference, np.ndarray]],
-) -> tuple[ScoredHypothesis | None, str]:
-    """The wording to report and the basis, or (None, "") when the finding is not a difference of its own.
+) -> tuple[ScoredHypothesis | None, str, PrevalenceChannel | None]:
+    """The wording to report, the basis and the channel that decided (None: image scores alone), or
+    (None, "", None) when the finding is not a difference of its own.
 
     The first text channel that can call the candidate decides: the reports on their own, the descriptions only
     together with the conditional test; with no text channel the conditional test alone."""
@@ -546,19 +547,19 @@ def _decide(
     channel_names: tuple[PrevalenceChannel, ...] = ("reports", "descriptions")
     for channel in channel_names:
         if channel == "descriptions" and not independent:
-            return None, ""
+            return None, "", None
         covered, backed = _channel_backing(significant, channel, channels)
         if not covered:
             continue
         if backed is None:
-            return None, ""
+            return None, "", None
         item, found = backed
         what = f"'{found.claim}' in " if not claims_of(item.hypothesis) else ""
         basis = f"{channel}: {what}{found.counts()} (Fisher p={found.p_value:.2g})"
-        return item, basis if channel == "reports" else f"{basis}; {independence}"
+        return item, basis if channel == "reports" else f"{basis}; {independence}", channel
     if not independent:
-        return None, ""
-    return significant[0], f"image scores alone (no text channel calls it); {independence}"
+        return None, "", None
+    return significant[0], f"image scores alone (no text channel calls it); {independence}", None
 
 
 def _difference(
@@ -569,6 +570,7 @@ def _difference(
     in_a: np.ndarray,
     basis: str,
     conditional: float | None,
+    decided_by: PrevalenceChannel | None,
 ) -> Difference:
     hyp = chosen.hypothesis
     low, high = chosen.directional_ci
@@ -585,6 +587,7 @@ def _difference(
         q_value=chosen.score.q_value,
         prevalence=_channel_prevalences(chosen, channels, rows, in_a),
         basis=basis,
+        decided_by=decided_by,
         conditional_p=conditional,
         evidence_a=list(chosen.evidence_a),
         evidence_b=list(chosen.evidence_b),
